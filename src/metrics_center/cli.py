@@ -1,0 +1,128 @@
+"""``metrics-center``: validate definitions, print the JSON Schema, migrate the mart, seed the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from metrics_center import settings
+
+
+def json_schemas() -> dict[str, dict]:
+    from metrics_center.spec import MetricSpec, Teams
+
+    metric = MetricSpec.model_json_schema()
+    metric["title"] = "Metrics Center metric definition"
+    teams = Teams.model_json_schema()
+    teams["title"] = "Metrics Center teams file (_teams.yaml)"
+    return {"metric": metric, "teams": teams}
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from metrics_center.loader import load_catalog
+
+    paths = [Path(p) for p in args.paths] or [settings.metrics_dir()]
+    problems = 0
+    checked = 0
+    for target in paths:
+        if target.is_dir():
+            metrics_dir, only = target, None
+        else:
+            metrics_dir, only = target.parent, [target]
+        sql_root = Path(args.sql_root) if args.sql_root else metrics_dir.parent / "sql"
+        catalog = load_catalog(metrics_dir, sql_root=sql_root, only=only)
+        checked += len(catalog.metrics) + sum(1 for p in catalog.problems if not p.name.startswith("_"))
+        for file_problems in catalog.problems.values():
+            for problem in file_problems:
+                print(problem, file=sys.stderr)
+                problems += 1
+    if problems:
+        print(f"{problems} problem(s) in {checked} metric file(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {checked} metric file(s) valid")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    schemas = json_schemas()
+    if args.write:
+        out = Path(args.write)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.items():
+            (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {', '.join(f'{n}.schema.json' for n in schemas)} to {out}")
+    else:
+        print(json.dumps(schemas[args.kind], indent=2, ensure_ascii=False))
+    return 0
+
+
+def _mart_upgrade(args: argparse.Namespace) -> int:
+    from metrics_center.mart.engine import create_mart_engine
+    from metrics_center.mart.migrate import upgrade
+
+    engine = create_mart_engine(args.url)
+    revision = upgrade(engine)
+    print(f"mart at revision {revision} ({engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+def _demo_seed(args: argparse.Namespace) -> int:
+    from metrics_center.demo.seed import sales_db_connection_uri, seed_demo
+
+    root = Path(args.root) if args.root else settings.data_root()
+    end = date.fromisoformat(args.end) if args.end else date.today()
+    summary = seed_demo(root=root, end=end, days=args.days)
+    print(
+        f"demo data {summary.start}..{summary.end - timedelta(days=1)} in {root}: {summary.orders} orders, "
+        f"{summary.refunds} refunds, {summary.leads} leads\n"
+        f"sales_db connection: AIRFLOW_CONN_SALES_DB={sales_db_connection_uri(root)}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metrics-center", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser("validate", help="check metric files; print path:line: key: problem — fix")
+    validate.add_argument(
+        "paths", nargs="*", help="metric files or folders (default: $METRICS_CENTER_HOME/metrics)"
+    )
+    validate.add_argument("--sql-root", help="folder of SQL files (default: <metrics folder>/../sql)")
+    validate.set_defaults(func=_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of metric (or teams) files")
+    schema.add_argument("kind", nargs="?", choices=["metric", "teams"], default="metric")
+    schema.add_argument(
+        "--write", metavar="DIR", help="write metric.schema.json and teams.schema.json to DIR"
+    )
+    schema.set_defaults(func=_schema)
+
+    mart = sub.add_parser("mart", help="mart schema management")
+    mart_sub = mart.add_subparsers(dest="mart_command", required=True)
+    up = mart_sub.add_parser("upgrade", help="create or migrate the mart schema (Alembic)")
+    up.add_argument(
+        "--url", help="SQLAlchemy URL (default: connection metrics_mart, else SQLite in $AIRFLOW_HOME)"
+    )
+    up.set_defaults(func=_mart_upgrade)
+
+    demo = sub.add_parser("demo", help="the demo company")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    seed = demo_sub.add_parser("seed", help="write the demo departments' data (deterministic)")
+    seed.add_argument("--root", help="default: $METRICS_CENTER_DATA_ROOT")
+    seed.add_argument("--end", help="ISO date after the last day of data (default: today)")
+    seed.add_argument("--days", type=int, default=90)
+    seed.set_defaults(func=_demo_seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

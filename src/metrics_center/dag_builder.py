@@ -1,0 +1,168 @@
+"""Turn metric definitions into Airflow DAGs — one per metric, plus a loud placeholder per broken file.
+
+Runs at DAG-parse time in several processes, so it does no DB or network I/O and imports nothing
+heavy. With Airflow's parsing context naming one DAG (a worker running one task), only that metric's
+file is read.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from metrics_center import settings
+from metrics_center.errors import SpecProblem
+from metrics_center.loader import TEAMS_FILE, load_catalog, metric_files
+from metrics_center.spec import IDENTIFIER, FileSource, MetricSpec, Teams
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+START_DATE = datetime(2024, 1, 1)
+BROKEN_TAG = "metric-definition-error"
+
+
+def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
+    """The definition for people: meaning, formula, sources, owners, approvers."""
+    lines = [
+        f"# {spec.name} (`{spec.key}` v{spec.version})",
+        "",
+        spec.description,
+        "",
+        f"- **Department**: {spec.department} · **Owner**: {spec.owner} · **Unit**: {spec.unit}",
+        f"- **Grain**: {spec.grain} · **Schedule**: {spec.schedule or 'manual'} · "
+        f"**Dimensions**: {', '.join(spec.dimensions) or '(none)'}",
+    ]
+    if spec.formula:
+        lines.append(f"- **Formula**: {spec.formula}")
+    lines += ["", "**Sources**", ""]
+    for name, source in spec.sources.items():
+        if isinstance(source, FileSource):
+            lines.append(f"- `{name}`: file `{source.path}`")
+        else:
+            lines.append(f"- `{name}`: `{source.sql}` on connection `{source.conn_id}`")
+    lines += ["", f"**Transform**: `{spec.transform.sql}`", "", "**Approval**", ""]
+    for i, stage in enumerate(spec.approval.stages, 1):
+        lines.append(f"{i}. {stage.name}: {', '.join(stage.approvers)}")
+    lines.append(f"\nTimeout {spec.approval.timeout} per stage, then {spec.approval.on_timeout}.")
+    if spec.quality:
+        lines += ["", "**Quality rules**", ""]
+        lines += [f"- `{rule.expect}` {rule.kwargs or ''}" for rule in spec.quality]
+    lines += ["", f"**Change note (v{spec.version})**: {spec.change_note}"]
+    if path is not None:
+        lines.append(f"\n_Defined in `{path.name}`._")
+    return "\n".join(lines)
+
+
+def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams | None = None) -> DAG:
+    from airflow.sdk import DAG, Asset, CronTriggerTimetable
+
+    from metrics_center.operators import (
+        ExtractOperator,
+        MetricApprovalOperator,
+        PublishOperator,
+        QualityCheckOperator,
+        RegisterDefinitionOperator,
+        TransformOperator,
+        approve_task_id,
+    )
+
+    timezone = spec.timezone or settings.business_timezone()
+    schedule = CronTriggerTimetable(spec.schedule, timezone=timezone) if spec.schedule else None
+    with DAG(
+        dag_id=spec.key,
+        description=f"{spec.name} — {spec.description}"[:250],
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=sorted({spec.department, f"owner:{spec.owner}", "metric", *spec.tags}),
+        owner_links={},
+        doc_md=render_doc(spec, path=path),
+        default_args={"owner": spec.owner, "retries": 0},
+    ) as dag:
+        register = RegisterDefinitionOperator(task_id="register_definition", spec=spec)
+        extracts = [
+            ExtractOperator(task_id=f"extract_{name}", spec=spec, source_name=name) for name in spec.sources
+        ]
+        transform = TransformOperator(task_id="transform", spec=spec)
+        quality = QualityCheckOperator(task_id="quality_check", spec=spec)
+        approvals = [
+            MetricApprovalOperator(task_id=approve_task_id(spec, stage), spec=spec, stage=stage, teams=teams)
+            for stage in spec.approval.stages
+        ]
+        publish = PublishOperator(
+            task_id="publish", spec=spec, outlets=[Asset(uri=f"metrics_mart://{spec.key}", name=spec.key)]
+        )
+        register >> extracts >> transform >> quality
+        for upstream, downstream in pairwise([quality, *approvals, publish]):
+            upstream >> downstream
+    return dag
+
+
+def placeholder_dag_id(path: Path) -> str:
+    """The DAG id a broken file keeps: its ``key:`` when readable, else its file name."""
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    match = re.search(r"^key:\s*['\"]?([A-Za-z0-9_]+)", text, re.MULTILINE)
+    candidate = match.group(1) if match else path.stem
+    if IDENTIFIER.match(candidate):
+        return candidate
+    return "broken_" + re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_")
+
+
+def build_broken_dag(*, dag_id: str, path: Path, problems: list[SpecProblem]) -> DAG:
+    """A DAG that shows a file's errors in the UI and fails loudly if anyone runs it."""
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.sdk import DAG
+
+    message = "\n".join(str(p) for p in problems)
+    with DAG(
+        dag_id=dag_id,
+        description=f"BROKEN DEFINITION ({len(problems)} problem(s)): {problems[0].message}"[:250],
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=[BROKEN_TAG],
+        doc_md=(
+            f"# ⚠️ `{path.name}` is not a valid metric definition\n\nThis metric is **not running**. "
+            f"Fix the file and run `metrics-center validate`.\n\n```\n{message}\n```"
+        ),
+        is_paused_upon_creation=True,
+    ) as dag:
+        PythonOperator(task_id="definition_error", python_callable=_fail, op_kwargs={"message": message})
+    return dag
+
+
+def _fail(message: str) -> None:
+    from metrics_center.errors import MetricsCenterError
+
+    raise MetricsCenterError(f"this metric definition is broken; fix it and redeploy:\n{message}")
+
+
+def build_dags(metrics_dir: Path | None = None, *, only_dag_id: str | None = None) -> dict[str, DAG]:
+    """All metric DAGs (or just ``only_dag_id``'s), plus placeholders for broken files."""
+    metrics_dir = metrics_dir or settings.metrics_dir()
+    only = None
+    if only_dag_id:
+        candidate = metrics_dir / f"{only_dag_id}.yaml"
+        only = [candidate] if candidate.exists() else None
+    catalog = load_catalog(metrics_dir, sql_root=settings.sql_dir(), only=only)
+    dags: dict[str, DAG] = {}
+    for key, loaded in catalog.metrics.items():
+        dags[key] = build_metric_dag(loaded.spec, path=loaded.path, teams=catalog.teams)
+    for path, problems in catalog.problems.items():
+        if path.name == TEAMS_FILE:
+            # Without people, approvals cannot be assigned: every metric shows the teams error.
+            for metric_path in only or metric_files(metrics_dir):
+                dag_id = placeholder_dag_id(metric_path)
+                dags.pop(dag_id, None)
+                dags[dag_id] = build_broken_dag(dag_id=dag_id, path=path, problems=problems)
+            continue
+        dag_id = placeholder_dag_id(path)
+        if dag_id in dags:  # e.g. a duplicate key: keep the good one, show the error beside it
+            dag_id = f"broken_{path.stem}"
+        dags[dag_id] = build_broken_dag(dag_id=dag_id, path=path, problems=problems)
+    return dags

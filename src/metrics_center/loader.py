@@ -1,0 +1,297 @@
+"""Read metric and teams files, validate them and report every problem as ``path:line: key: what — fix``.
+
+A broken file never stops the others from loading: :func:`load_catalog` returns the good specs and,
+separately, the problems of each bad file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from metrics_center.errors import SpecError, SpecProblem
+from metrics_center.spec import FileSource, MetricSpec, SqlSource, Teams
+
+TEAMS_FILE = "_teams.yaml"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Short fixes for pydantic's error types; the message already says what is wrong.
+_FIXES = {
+    "missing": "add this key",
+    "extra_forbidden": "remove it, or check its spelling against `metrics-center schema`",
+    "string_pattern_mismatch": "use lower-case letters, digits and underscores, starting with a letter",
+    "literal_error": "use one of the listed values",
+    "int_parsing": "write a whole number",
+    "greater_than_equal": "raise the number",
+    "too_short": "add at least one entry",
+    "union_tag_invalid": "give either conn_id + sql or path",
+}
+
+
+@dataclass(frozen=True)
+class LoadedMetric:
+    path: Path
+    spec: MetricSpec
+
+
+@dataclass
+class Catalog:
+    """Everything found under a metrics folder: good metrics by key, and problems by file."""
+
+    metrics: dict[str, LoadedMetric] = field(default_factory=dict)
+    problems: dict[Path, list[SpecProblem]] = field(default_factory=dict)
+    teams: Teams | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@cache
+def known_expectations() -> frozenset[str]:
+    """Snake-case names of Great Expectations' built-in expectations (snapshot; a test keeps it true)."""
+    text = resources.files("metrics_center").joinpath("gx_expectations.txt").read_text()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _read_yaml(path: Path) -> tuple[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    return text, yaml.load(text, Loader=_Loader)
+
+
+def _line_of(text: str, loc: Sequence[str | int]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+            key_node = next((k for k, _ in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line = key_node.start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union-member names (``SqlSource``, ``function-after[...]``) from a location."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
+
+
+def _validation_problems(path: Path, text: str, exc: ValidationError) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    seen: set[tuple[str, str]] = set()
+    for err in exc.errors(include_url=False):
+        loc = _clean_loc(tuple(err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing" and loc and loc[-1] in ("path", "conn_id", "sql") and "sources" in loc:
+            loc, message = loc[:-1], "a source needs either `conn_id` + `sql` or `path`"
+        dotted = _dotted(loc)
+        if (dotted, message) in seen:
+            continue
+        seen.add((dotted, message))
+        fix = _FIXES.get(err["type"], "see the YAML reference in README.md")
+        if "; " in message and err["type"] == "value_error":
+            message, fix = message.split("; ", 1)
+        problems.append(
+            SpecProblem(path=path, key=dotted, message=message, fix=fix, line=_line_of(text, loc))
+        )
+    return problems
+
+
+def _parse(path: Path, model: type[BaseModel]) -> tuple[str, BaseModel | None, list[SpecProblem]]:
+    try:
+        text, data = _read_yaml(path)
+    except OSError as exc:
+        return "", None, [SpecProblem(path=path, key="", message=str(exc), fix="check the file exists")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return (
+            "",
+            None,
+            [
+                SpecProblem(
+                    path=path,
+                    key="",
+                    line=mark.line + 1 if mark else None,
+                    message=f"not valid YAML ({getattr(exc, 'problem', exc)})",
+                    fix="fix the indentation/quoting at that line",
+                )
+            ],
+        )
+    if not isinstance(data, dict):
+        return (
+            text,
+            None,
+            [SpecProblem(path=path, key="", message="is not a YAML mapping", fix="write key: value")],
+        )
+    try:
+        return text, model.model_validate(data), []
+    except ValidationError as exc:
+        return text, None, _validation_problems(path, text, exc)
+
+
+def load_teams(path: Path) -> Teams:
+    _, teams, problems = _parse(path, Teams)
+    if problems:
+        raise SpecError(problems)
+    assert isinstance(teams, Teams)
+    return teams
+
+
+def _cross_checks(
+    path: Path, text: str, spec: MetricSpec, *, teams: Teams | None, sql_root: Path
+) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+
+    def add(loc: tuple[str | int, ...], message: str, fix: str) -> None:
+        problems.append(
+            SpecProblem(path=path, key=_dotted(loc), message=message, fix=fix, line=_line_of(text, loc))
+        )
+
+    if path.stem != spec.key:
+        add(
+            ("key",),
+            f"key {spec.key!r} differs from the file name {path.name!r}",
+            f"rename the file to {spec.key}.yaml",
+        )
+    sql_files: list[tuple[tuple[str | int, ...], str]] = [(("transform", "sql"), spec.transform.sql)]
+    for name, source in spec.sources.items():
+        if isinstance(source, SqlSource):
+            sql_files.append((("sources", name, "sql"), source.sql))
+        elif isinstance(source, FileSource):
+            try:
+                source.resolved_format()
+            except ValueError as exc:
+                add(("sources", name, "path"), *str(exc).split("; ", 1))
+    for loc, rel in sql_files:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            add(loc, f"{rel!r} leaves the sql folder", "give a path relative to include/sql/")
+        elif not (sql_root / rel).is_file():
+            add(loc, f"SQL file {rel!r} does not exist under {sql_root}", "create it or fix the path")
+    known = known_expectations()
+    for i, rule in enumerate(spec.quality):
+        if rule.expect not in known:
+            add(
+                ("quality", i, "expect"),
+                f"{rule.expect!r} is not a Great Expectations expectation",
+                "use a snake_case name from the GX 1.x gallery, e.g. expect_column_values_to_not_be_null",
+            )
+        column = rule.kwargs.get("column")
+        if column is not None and column not in spec.output_columns:
+            add(
+                ("quality", i, "column"),
+                f"column {column!r} is not an output column",
+                f"use one of {spec.output_columns}",
+            )
+    if teams is not None:
+        if spec.department not in teams.departments:
+            add(
+                ("department",),
+                f"department {spec.department!r} is not in {TEAMS_FILE}",
+                f"add it to {TEAMS_FILE} or use one of {sorted(teams.departments)}",
+            )
+        if spec.owner not in teams.people:
+            add(
+                ("owner",),
+                f"owner {spec.owner!r} is not a person in {TEAMS_FILE}",
+                f"add them to {TEAMS_FILE}",
+            )
+        for s, stage in enumerate(spec.approval.stages):
+            for a, person in enumerate(stage.approvers):
+                if person not in teams.people:
+                    add(
+                        ("approval", "stages", s, "approvers", a),
+                        f"approver {person!r} is not a person in {TEAMS_FILE}",
+                        f"add them to {TEAMS_FILE} or fix the spelling",
+                    )
+        for i, dept in enumerate(spec.subscribers):
+            if dept not in teams.departments:
+                add(
+                    ("subscribers", i),
+                    f"subscriber {dept!r} is not a department in {TEAMS_FILE}",
+                    f"use one of {sorted(teams.departments)}",
+                )
+    return problems
+
+
+def load_metric(path: Path, *, teams: Teams | None, sql_root: Path) -> MetricSpec:
+    """Validate one metric file; raise :class:`SpecError` with every problem found."""
+    text, spec, problems = _parse(path, MetricSpec)
+    if spec is not None:
+        assert isinstance(spec, MetricSpec)
+        problems = _cross_checks(path, text, spec, teams=teams, sql_root=sql_root)
+    if problems:
+        raise SpecError(problems)
+    assert isinstance(spec, MetricSpec)
+    return spec
+
+
+def metric_files(metrics_dir: Path) -> list[Path]:
+    """Metric files in a stable order; names starting with ``_`` (teams, shared) are not metrics."""
+    return sorted(
+        p for p in metrics_dir.glob("*.y*ml") if not p.name.startswith("_") and p.suffix in (".yaml", ".yml")
+    )
+
+
+def load_catalog(metrics_dir: Path, *, sql_root: Path, only: Iterable[Path] | None = None) -> Catalog:
+    """Load every metric under ``metrics_dir`` (or just ``only``); bad files are reported, not raised."""
+    catalog = Catalog()
+    teams_path = metrics_dir / TEAMS_FILE
+    if teams_path.exists():
+        try:
+            catalog.teams = load_teams(teams_path)
+        except SpecError as exc:
+            catalog.problems[teams_path] = exc.problems
+    else:
+        catalog.problems[teams_path] = [
+            SpecProblem(
+                path=teams_path,
+                key="",
+                message="teams file is missing",
+                fix="create it with departments: and people: (see README)",
+            )
+        ]
+    for path in list(only) if only is not None else metric_files(metrics_dir):
+        try:
+            spec = load_metric(path, teams=catalog.teams, sql_root=sql_root)
+        except SpecError as exc:
+            catalog.problems[path] = exc.problems
+            continue
+        if spec.key in catalog.metrics:
+            other = catalog.metrics[spec.key].path
+            catalog.problems[path] = [
+                SpecProblem(
+                    path=path,
+                    key="key",
+                    line=1,
+                    message=f"key {spec.key!r} is already used by {other.name}",
+                    fix="give each metric its own key",
+                )
+            ]
+            continue
+        catalog.metrics[spec.key] = LoadedMetric(path=path, spec=spec)
+    return catalog

@@ -1,0 +1,1 @@
+"""The metrics mart: the published, approved numbers that BI tools read."""

@@ -1,0 +1,78 @@
+"""Register metric definitions: one row per (metric, version); a changed meaning needs a new version."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import sqlalchemy as sa
+
+from metrics_center.errors import MartError
+from metrics_center.mart.tables import metric_definition
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from metrics_center.spec import MetricSpec
+
+Registration = Literal["new_version", "unchanged"]
+
+
+def register_definition(
+    engine: Engine,
+    *,
+    spec: MetricSpec,
+    definition: dict,
+    definition_hash: str,
+    now: datetime | None = None,
+) -> Registration:
+    """Make ``spec.version`` the current definition of ``spec.key``.
+
+    Raises :class:`MartError` when the same version was registered with different content (someone
+    edited the meaning without bumping ``version``) or when an older version tries to come back.
+    """
+    now = now or datetime.now(UTC)
+    t = metric_definition
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "def:" + spec.key})
+        same = conn.execute(
+            sa.select(t.c.definition_hash).where(t.c.metric_key == spec.key, t.c.version == spec.version)
+        ).scalar()
+        if same is not None:
+            if same != definition_hash:
+                raise MartError(
+                    f"{spec.key} version {spec.version} is already registered with a different definition "
+                    f"— bump `version:` and explain the change in `change_note:`"
+                )
+            return "unchanged"
+        newest = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.metric_key == spec.key)).scalar()
+        if newest is not None and newest > spec.version:
+            raise MartError(
+                f"{spec.key} version {spec.version} is older than the registered version {newest} "
+                f"— use version {newest + 1} or higher"
+            )
+        conn.execute(
+            sa.update(t).where(t.c.metric_key == spec.key, t.c.valid_to.is_(None)).values(valid_to=now)
+        )
+        conn.execute(
+            sa.insert(t).values(
+                metric_key=spec.key,
+                version=spec.version,
+                name=spec.name,
+                description=spec.description,
+                department=spec.department,
+                owner=spec.owner,
+                unit=spec.unit,
+                grain=spec.grain,
+                dimensions=list(spec.dimensions),
+                formula=spec.formula,
+                definition_hash=definition_hash,
+                definition=definition,
+                change_note=spec.change_note,
+                registered_at=now,
+                valid_from=now,
+                valid_to=None,
+            )
+        )
+    return "new_version"

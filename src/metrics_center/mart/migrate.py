@@ -1,0 +1,39 @@
+"""Create or upgrade the mart schema with Alembic — the one tool that changes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from metrics_center.mart.engine import MART_SCHEMA
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+_LOCK_ID = 7_345_001  # pg advisory lock: concurrent first runs must not migrate twice
+
+
+def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
+    """Bring the mart to ``revision``; safe to call from every run (a no-op when current)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}"))
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+        return current_revision(conn)
+
+
+def current_revision(conn) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(
+        conn, opts={"version_table": "mart_schema_version"}
+    ).get_current_revision()

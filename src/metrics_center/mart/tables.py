@@ -1,0 +1,108 @@
+"""SQLAlchemy Core handles on the mart's tables for queries and inserts.
+
+The schema itself is created only by the Alembic migrations in ``migrations/versions``; these
+definitions mirror them (a test compares both) and are never used for DDL.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+TS = sa.DateTime(timezone=True)
+metadata = sa.MetaData()
+
+metric_definition = sa.Table(
+    "metric_definition",
+    metadata,
+    sa.Column("metric_key", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("department", sa.String(63)),
+    sa.Column("owner", sa.String(255)),
+    sa.Column("unit", sa.String(63)),
+    sa.Column("grain", sa.String(16)),
+    sa.Column("dimensions", JSON),
+    sa.Column("formula", sa.Text),
+    sa.Column("definition_hash", sa.String(64)),
+    sa.Column("definition", JSON),
+    sa.Column("change_note", sa.Text),
+    sa.Column("registered_at", TS),
+    sa.Column("valid_from", TS),
+    sa.Column("valid_to", TS),
+)
+
+publication = sa.Table(
+    "publication",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("metric_key", sa.String(63)),
+    sa.Column("definition_version", sa.Integer),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("content_hash", sa.String(64)),
+    sa.Column("periods", JSON),
+    sa.Column("row_count", sa.Integer),
+    sa.Column("approved_by", sa.Text),
+    sa.Column("published_at", TS),
+)
+
+metric_value = sa.Table(
+    "metric_value",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("metric_key", sa.String(63)),
+    sa.Column("definition_version", sa.Integer),
+    sa.Column("period_start", sa.Date),
+    sa.Column("period_end", sa.Date),
+    sa.Column("dimensions", JSON),
+    sa.Column("dimension_key", sa.Text),
+    sa.Column("value", sa.Float(precision=53)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("approved_by", sa.Text),
+    sa.Column("published_at", TS),
+    sa.Column("publication_id", sa.Integer),
+    sa.Column("superseded_at", TS),
+)
+
+quality_result = sa.Table(
+    "quality_result",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("metric_key", sa.String(63)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("period_start", sa.Date),
+    sa.Column("expectation", sa.String(255)),
+    sa.Column("kwargs", JSON),
+    sa.Column("success", sa.Boolean),
+    sa.Column("observed", JSON),
+    sa.Column("checked_at", TS),
+)
+
+approval_event = sa.Table(
+    "approval_event",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("metric_key", sa.String(63)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("stage", sa.String(255)),
+    sa.Column("decision", sa.String(32)),
+    sa.Column("decided_by", sa.String(255)),
+    sa.Column("decided_at", TS),
+    sa.Column("detail", sa.Text),
+)
+
+metric_value_current = sa.table(
+    "metric_value_current",
+    sa.column("metric_key"),
+    sa.column("period_start", sa.Date),
+    sa.column("period_end", sa.Date),
+    sa.column("dimensions", JSON),
+    sa.column("value", sa.Float),
+    sa.column("unit"),
+    sa.column("definition_version"),
+    sa.column("run_id"),
+    sa.column("approved_by"),
+    sa.column("published_at", TS),
+)

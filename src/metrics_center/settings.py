@@ -1,0 +1,46 @@
+"""Where things live. Read from the environment when asked, never at import time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Airflow connection ids other tools rely on.
+MART_CONN_ID = "metrics_mart"
+SLACK_CONN_ID = "metrics_center_slack"
+
+_REPO_INCLUDE = Path(__file__).resolve().parents[2] / "include"
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+
+
+def metrics_center_home() -> Path:
+    """The folder holding ``metrics/`` and ``sql/`` (``METRICS_CENTER_HOME``, default the repo's include/)."""
+    return Path(os.environ.get("METRICS_CENTER_HOME", _REPO_INCLUDE)).resolve()
+
+
+def metrics_dir() -> Path:
+    return metrics_center_home() / "metrics"
+
+
+def sql_dir() -> Path:
+    return metrics_center_home() / "sql"
+
+
+def data_root() -> Path:
+    """Root for relative file-source paths (``METRICS_CENTER_DATA_ROOT``)."""
+    default = metrics_center_home().parent / "demo_data"
+    return Path(os.environ.get("METRICS_CENTER_DATA_ROOT", default)).resolve()
+
+
+def staging_root() -> str:
+    """Staging root as an ObjectStoragePath URL (``METRICS_CENTER_STAGING``); local under $AIRFLOW_HOME."""
+    default = (airflow_home() / "metrics_center_staging").resolve().as_uri()
+    return os.environ.get("METRICS_CENTER_STAGING", default)
+
+
+def business_timezone() -> str:
+    """IANA zone in which a day/week/month closes (``METRICS_CENTER_TIMEZONE``, default UTC)."""
+    return os.environ.get("METRICS_CENTER_TIMEZONE", "UTC")

@@ -1,0 +1,232 @@
+"""The metric definition: pydantic models validated once, at the boundary.
+
+A metric file is ``include/metrics/<key>.yaml``; the teams file ``include/metrics/_teams.yaml``
+names departments and people. Cross-file checks (people exist, SQL files exist, expectation names
+exist) live in :mod:`metrics_center.loader`, which knows the paths.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+IDENTIFIER_HINT = "use lower-case letters, digits and underscores, starting with a letter (max 63)"
+RESERVED_COLUMNS = frozenset({"period_start", "value"})
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+Grain = Literal["day", "week", "month"]
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90m"``, ``"24h"``, ``"2d"``, ``"1w"`` → timedelta. Raises ValueError with the accepted forms."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 24h, 2d, 1w")
+    amount, unit = match.groups()
+    return timedelta(**{_DURATION_UNITS[unit]: int(amount)})
+
+
+def slugify(text: str) -> str:
+    """Stage names → task-id suffixes: ``"finance sign-off"`` → ``"finance_sign_off"``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(f"{value!r} is not a safe identifier; {IDENTIFIER_HINT}")
+    return value
+
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern, description=IDENTIFIER_HINT)]
+
+
+class SqlSource(_Strict):
+    """Rows read through an Airflow connection by a SQL file under ``include/sql/``."""
+
+    conn_id: str = Field(description="Airflow connection id of the department's database.")
+    sql: str = Field(description="Path of the extraction SQL, relative to include/sql/.")
+
+
+class FileSource(_Strict):
+    """A CSV, Parquet or Excel export. Relative paths are under METRICS_CENTER_DATA_ROOT."""
+
+    path: str = Field(description="File path; Jinja-templated with the run's context (ds, period_start…).")
+    format: Literal["csv", "parquet", "excel"] | None = Field(
+        default=None, description="Defaults from the file extension (.csv, .parquet, .xlsx/.xls)."
+    )
+
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        lower = self.path.lower()
+        if lower.endswith(".csv"):
+            return "csv"
+        if lower.endswith((".parquet", ".pq")):
+            return "parquet"
+        if lower.endswith((".xlsx", ".xls")):
+            return "excel"
+        raise ValueError(
+            f"cannot tell the format of {self.path!r}; name it .csv/.parquet/.xlsx or set format:"
+        )
+
+
+class Transform(_Strict):
+    sql: str = Field(description="DuckDB SQL file relative to include/sql/, one table per source name.")
+
+
+class Expectation(BaseModel):
+    """Any Great Expectations 1.x expectation by its snake_case name; other keys are its kwargs."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    expect: str = Field(
+        pattern=r"^expect_[a-z0-9_]+$", description="e.g. expect_column_values_to_not_be_null"
+    )
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Anomaly(_Strict):
+    method: Literal["zscore", "iqr", "pct_change"] = "zscore"
+    threshold: float = Field(default=3.0, gt=0)
+    window: int = Field(default=28, ge=2)
+    min_history: int = Field(default=7, ge=1)
+    seasonality: Literal["none", "day_of_week"] = "none"
+
+    @model_validator(mode="after")
+    def _history_fits_window(self) -> Anomaly:
+        if self.min_history > self.window:
+            raise ValueError("min_history cannot exceed window; lower min_history or widen window")
+        return self
+
+
+class ApprovalStage(_Strict):
+    name: str = Field(min_length=1, description="Shown to approvers; its slug names the task approve_<slug>.")
+    approvers: list[str] = Field(min_length=1, description="People from the teams file; any one may answer.")
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+class Approval(_Strict):
+    stages: list[ApprovalStage] = Field(min_length=1)
+    timeout: str = Field(default="24h", description="How long each stage waits: 30m, 24h, 2d, 1w.")
+    on_timeout: Literal["reject", "approve", "fail"] = Field(
+        default="reject", description="reject skips publish; approve publishes; fail fails the run."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _valid_timeout(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_stage_slugs(self) -> Approval:
+        slugs = [stage.slug for stage in self.stages]
+        dupes = sorted({s for s in slugs if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"stage names collide after slugging ({', '.join(dupes)}); rename a stage")
+        if any(not s for s in slugs):
+            raise ValueError("a stage name needs at least one letter or digit")
+        return self
+
+    @property
+    def timeout_delta(self) -> timedelta:
+        return parse_duration(self.timeout)
+
+
+class MetricSpec(_Strict):
+    """One metric: what it means, who owns it, where it comes from, how it is checked and approved."""
+
+    key: Identifier = Field(description="Stable id: DAG id, mart key and file name (<key>.yaml).")
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    department: Identifier
+    owner: str
+    version: int = Field(ge=1, description="Bump with every change of meaning; subscribers are told.")
+    change_note: str = Field(min_length=1, description="Why this version exists.")
+    unit: str = Field(min_length=1)
+    grain: Grain
+    schedule: str | None = Field(description="Cron or preset (@daily…); null for manual runs only.")
+    timezone: str | None = Field(default=None, description="IANA zone closing the period; default env.")
+    formula: str | None = Field(default=None, description="Human-readable formula shown in docs.")
+    dimensions: list[Identifier] = Field(default_factory=list)
+    sources: dict[Identifier, SqlSource | FileSource] = Field(min_length=1)
+    transform: Transform
+    quality: list[Expectation] = Field(default_factory=list)
+    anomaly: Anomaly | None = None
+    approval: Approval
+    subscribers: list[str] = Field(default_factory=list, description="Departments told of changes.")
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_unique_and_free(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("dimensions are listed twice; list each dimension once")
+        clash = RESERVED_COLUMNS.intersection(value)
+        if clash:
+            raise ValueError(f"{sorted(clash)} are reserved output columns; rename the dimension")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not an IANA time zone; e.g. Asia/Shanghai or UTC") from None
+        return value
+
+    @property
+    def output_columns(self) -> list[str]:
+        return ["period_start", *self.dimensions, "value"]
+
+    @property
+    def approvers(self) -> set[str]:
+        return {person for stage in self.approval.stages for person in stage.approvers}
+
+
+class Department(_Strict):
+    name: str
+    slack_channel: str | None = Field(default=None, description="e.g. #sales-metrics or a channel id.")
+
+
+class Person(_Strict):
+    name: str
+    department: Identifier
+    slack_user_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]+$")
+    email: str | None = None
+
+
+class Teams(_Strict):
+    """``_teams.yaml``: departments and people; person keys are Airflow user names."""
+
+    departments: dict[Identifier, Department]
+    people: dict[str, Person]
+
+    @model_validator(mode="after")
+    def _people_in_known_departments(self) -> Teams:
+        for login, person in self.people.items():
+            if person.department not in self.departments:
+                raise ValueError(
+                    f"people.{login}.department {person.department!r} is not a department; "
+                    f"add it under departments: or use one of {sorted(self.departments)}"
+                )
+        return self

@@ -1,0 +1,129 @@
+"""A demo metric, run for real: DuckDB, Great Expectations, Airflow's HITL and REST API, the mart."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+import sqlalchemy as sa
+from approvals import Answer, Responder
+
+LOGICAL = datetime(2026, 11, 27, tzinfo=UTC)  # daily run computing 2026-11-26
+
+
+def _dag(dag_id: str):
+    from metrics_center.dag_builder import build_dags
+
+    return build_dags(only_dag_id=dag_id)[dag_id]
+
+
+def _run(dag_id: str, answers: list[Answer], logical_date: datetime = LOGICAL):
+    responder = Responder(dag_id=dag_id, answers=answers).start()
+    dag_run = _dag(dag_id).test(logical_date=logical_date)
+    responder.join()
+    return dag_run, responder
+
+
+def _states(dag_run) -> dict[str, str]:
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
+        )
+        return {ti.task_id: str(ti.state) for ti in tis}
+
+
+def _current(engine, metric_key: str) -> list[sa.Row]:
+    from metrics_center.mart.tables import metric_value_current as v
+
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(
+                v.c.period_start, v.c.dimensions, v.c.value, v.c.unit, v.c.definition_version, v.c.approved_by
+            )
+            .where(v.c.metric_key == metric_key)
+            .order_by(v.c.value)
+        ).all()
+
+
+def _expected_gmv(demo_root, day: date) -> dict[tuple[str, str], float]:
+    """GMV recomputed independently with sqlite3 + csv, not with the code under test."""
+    import csv
+    import sqlite3
+    from collections import defaultdict
+    from datetime import timedelta
+
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    with sqlite3.connect(demo_root / "sales" / "sales.db") as conn:
+        for region, channel, amount in conn.execute(
+            "SELECT region, channel, amount FROM orders WHERE status='paid' AND substr(ordered_at,1,10)=?",
+            (day.isoformat(),),
+        ):
+            totals[(region, channel)] += amount
+    export = demo_root / "finance" / f"refunds_{(day + timedelta(days=1)).isoformat()}.csv"
+    with export.open() as fh:
+        for row in csv.DictReader(fh):
+            totals[(row["region"], row["channel"])] -= float(row["amount"])
+    return dict(totals)
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
+    dag_run, responder = _run(
+        "gmv_daily",
+        [
+            Answer("approve_sales_review", "bob", "Approve"),
+            Answer("approve_finance_sign_off", "carol", "Approve"),
+        ],
+    )
+    assert [status for _, status, _ in responder.statuses] == [200, 200]
+    assert str(dag_run.state) == "success", _states(dag_run)
+
+    rows = _current(mart, "gmv_daily")
+    expected = _expected_gmv(demo_data.root, date(2026, 11, 26))
+    got = {(r.dimensions["region"], r.dimensions["channel"]): r.value for r in rows}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-9)
+    assert {r.period_start for r in rows} == {date(2026, 11, 26)}
+    assert {r.unit for r in rows} == {"CNY"}
+    assert {r.approved_by for r in rows} == {"sales review: bob; finance sign-off: carol"}
+
+    with mart.connect() as conn:
+        decisions = conn.execute(
+            sa.text("SELECT stage, decision, decided_by FROM approval_event ORDER BY id")
+        ).all()
+        quality = conn.execute(
+            sa.text("SELECT count(*), sum(CASE WHEN success THEN 1 ELSE 0 END) FROM quality_result")
+        ).one()
+        dictionary = conn.execute(sa.text("SELECT metric_key, current_version FROM metric_dictionary")).all()
+    assert [tuple(d) for d in decisions] == [
+        ("sales review", "approved", "bob"),
+        ("finance sign-off", "approved", "carol"),
+    ]
+    assert tuple(quality) == (3, 3)
+    assert [tuple(d) for d in dictionary] == [("gmv_daily", 1)]
+
+
+@pytest.mark.usefixtures("airflow_db", "demo_data")
+def test_reject_publishes_nothing_and_unassigned_user_is_refused(mart):
+    dag_run, responder = _run(
+        "gmv_daily",
+        [
+            Answer("approve_sales_review", "mallory", "Approve"),  # not assigned: 403
+            Answer("approve_sales_review", "carol", "Approve"),  # assigned to the next stage only: 403
+            Answer("approve_sales_review", "bob", "Reject"),
+        ],
+    )
+    assert [status for _, status, _ in responder.statuses] == [403, 403, 200]
+    states = _states(dag_run)
+    assert states["approve_finance_sign_off"] == "skipped"
+    assert states["publish"] == "skipped"
+    assert _current(mart, "gmv_daily") == []
+    with mart.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 0
+        assert conn.execute(sa.text("SELECT decision, decided_by FROM approval_event")).all() == [
+            ("rejected", "bob")
+        ]
