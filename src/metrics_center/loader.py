@@ -101,19 +101,42 @@ def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
 
 
-def _validation_problems(path: Path, text: str, exc: ValidationError) -> list[SpecProblem]:
+def _source_kind(source: Any) -> str | None:
+    """Which kind of source the author meant, from the keys written (None: neither)."""
+    if not isinstance(source, dict):
+        return None
+    if "path" in source:
+        return FileSource.__name__
+    if "conn_id" in source or "sql" in source:
+        return SqlSource.__name__
+    return None
+
+
+def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     seen: set[tuple[str, str]] = set()
+    source_keys = set(SqlSource.model_fields) | set(FileSource.model_fields)
     for err in exc.errors(include_url=False):
-        loc = _clean_loc(tuple(err["loc"]))
+        raw = tuple(err["loc"])
+        loc = _clean_loc(raw)
         message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing" and loc and loc[-1] in ("path", "conn_id", "sql") and "sources" in loc:
-            loc, message = loc[:-1], "a source needs either `conn_id` + `sql` or `path`"
+        fix = _FIXES.get(err["type"], "see the YAML reference in README.md")
+        if raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in (SqlSource.__name__, FileSource.__name__):
+            # A source is SqlSource | FileSource: report only the errors of the kind the author meant,
+            # not e.g. "conn_id: extra" from the file branch when a SQL source just lacks `sql:`.
+            sources = data.get("sources") if isinstance(data, dict) else None
+            meant = _source_kind(sources.get(raw[1]) if isinstance(sources, dict) else None)
+            if meant is not None and raw[2] != meant:
+                continue
+            if meant is None and err["type"] == "missing":
+                loc, message = loc[:-1], "a source needs either `conn_id` + `sql` or `path`"
+                fix = "add `path:` for a file, or `conn_id:` and `sql:` for a database query"
+            elif meant is None and err["type"] == "extra_forbidden" and raw[-1] in source_keys:
+                continue
         dotted = _dotted(loc)
         if (dotted, message) in seen:
             continue
         seen.add((dotted, message))
-        fix = _FIXES.get(err["type"], "see the YAML reference in README.md")
         if "; " in message and err["type"] == "value_error":
             message, fix = message.split("; ", 1)
         problems.append(
@@ -143,15 +166,18 @@ def _parse(path: Path, model: type[BaseModel]) -> tuple[str, BaseModel | None, l
             ],
         )
     if not isinstance(data, dict):
-        return (
-            text,
-            None,
-            [SpecProblem(path=path, key="", message="is not a YAML mapping", fix="write key: value")],
+        problem = SpecProblem(
+            path=path,
+            key="",
+            line=_line_of(text, ()) or 1,
+            message="is not a YAML mapping",
+            fix="write key: value",
         )
+        return text, None, [problem]
     try:
         return text, model.model_validate(data), []
     except ValidationError as exc:
-        return text, None, _validation_problems(path, text, exc)
+        return text, None, _validation_problems(path, text, exc, data)
 
 
 def load_teams(path: Path) -> Teams:

@@ -1,0 +1,397 @@
+"""Publish benchmark: 1,000,000 metric values into the Postgres mart.
+
+In a throwaway database on the local Postgres (created and dropped here), with the mart migrated by
+``metrics_center.mart.migrate.upgrade``:
+
+(a) ``publish_values(...)`` of all rows into an empty mart — the whole call: DuckDB preparation,
+    content hash, one transaction (advisory lock, idempotency check, publication row, supersede
+    UPDATE, COPY into ``metric_value``), commit;
+(b) baseline: raw ``COPY ... FROM STDIN (FORMAT csv)`` of the same rows, as already-prepared CSV
+    bytes, into ``CREATE TABLE x (LIKE metric_value INCLUDING ALL)`` (same columns, indexes and
+    defaults; LIKE does not copy the foreign key) — timing only COPY + commit;
+(b') the same raw COPY into the real ``metric_value`` (with its foreign key to ``publication``), to
+    show what the FK check costs;
+(c) pandas ``DataFrame.to_sql`` (method=None, chunksize 10,000) of the same prepared rows into
+    another such table. If one 1M-row run would take more than 120 s it is measured on 200k rows
+    and scaled (said so in the output).
+
+Tables are truncated and Postgres checkpointed between repetitions; medians of 3 repetitions
+(interleaved). Then ``publish_values`` is re-run for the same run_id and rows: it must be a no-op.
+
+Run: ``.venv/bin/python benchmarks/publish.py [--rows N] [--reps N] [--profile]``
+URL of an admin connection: env ``METRICS_CENTER_BENCH_PG_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+# Environment first: nothing below may import airflow before it is set.
+_TMP = Path(tempfile.mkdtemp(prefix="mc-bench-publish-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_TMP / "airflow_home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "GX_ANALYTICS_ENABLED": "false",
+        "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+        "SCARF_NO_ANALYTICS": "true",
+        "METRICS_CENTER_STAGING": (_TMP / "staging").as_uri(),
+    }
+)
+os.environ.pop("METRICS_CENTER_MART_URL", None)
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
+
+ADMIN_URL = os.environ.get("METRICS_CENTER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+N_ROWS = 1_000_000
+N_DAYS = 100
+METRIC = "bench_metric"
+TARGET_VS_COPY = 0.7  # ours / raw COPY throughput
+TARGET_VS_TO_SQL = 2.0  # ours / to_sql throughput
+TO_SQL_LIMIT_S = 120.0
+TO_SQL_SAMPLE = 200_000
+COPY_COLUMNS = (
+    "metric_key",
+    "definition_version",
+    "period_start",
+    "period_end",
+    "dimensions",
+    "dimension_key",
+    "value",
+    "run_id",
+    "approved_by",
+    "published_at",
+    "publication_id",
+)
+
+
+def make_values(n: int, *, seed: int = 7) -> pa.Table:
+    """``period_start, region, channel, value``: ~n/100 dimension combinations on each of 100 days."""
+    rng = np.random.default_rng(seed)
+    per_day = -(-n // N_DAYS)
+    n_regions = max(1, int(per_day**0.5))
+    n_channels = -(-per_day // n_regions)
+    combo = np.arange(per_day)
+    regions = np.array([f"region_{i:03d}_{'xyz' * (i % 4)}" for i in range(n_regions)], dtype=object)
+    channels = np.array([f"channel-{i:03d}" for i in range(n_channels)], dtype=object)
+    day = np.repeat(np.arange(N_DAYS), per_day)[:n]
+    idx = np.tile(combo, N_DAYS)[:n]
+    order = rng.permutation(n)  # arrival order is not sorted; publish sorts
+    start = date(2026, 1, 1)
+    days = np.array([start + timedelta(days=int(d)) for d in range(N_DAYS)], dtype=object)
+    return pa.table(
+        {
+            "period_start": pa.array(days[day[order]], type=pa.date32()),
+            "region": pa.array(regions[idx[order] // n_channels], type=pa.string()),
+            "channel": pa.array(channels[idx[order] % n_channels], type=pa.string()),
+            "value": pa.array(rng.gamma(2.0, 5_000.0, n)),
+        }
+    )
+
+
+def prepared_rows(values: pa.Table, *, publication_id: int, run_id: str, now: datetime) -> pa.Table:
+    """The exact rows publish writes, built here independently (untimed) for the baselines."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("v", values)
+        prepared = con.sql(
+            """
+            SELECT CAST(period_start AS DATE) AS period_start,
+                   CAST(CAST(period_start AS DATE) + INTERVAL 1 DAY AS DATE) AS period_end,
+                   to_json(struct_pack("channel" := "channel", "region" := "region"))::VARCHAR
+                       AS dimension_key,
+                   CAST(value AS DOUBLE) AS value
+            FROM v ORDER BY 1, 3
+            """
+        ).fetch_arrow_table()
+    finally:
+        con.close()
+    n = prepared.num_rows
+    constants = {
+        "metric_key": METRIC,
+        "definition_version": 1,
+        "run_id": run_id,
+        "approved_by": "review: bob; sign-off: carol",
+        "published_at": now,
+        "publication_id": publication_id,
+    }
+    table = prepared
+    for name, value in constants.items():
+        table = table.append_column(name, pa.repeat(pa.scalar(value), n))
+    table = table.append_column("dimensions", prepared.column("dimension_key"))
+    return table.select(list(COPY_COLUMNS))
+
+
+def csv_bytes(rows: pa.Table) -> bytes:
+    import io
+
+    import pyarrow.csv as pacsv
+
+    buffer = io.BytesIO()
+    pacsv.write_csv(rows, buffer, write_options=pacsv.WriteOptions(include_header=False))
+    return buffer.getvalue()
+
+
+class Bench:
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from metrics_center.mart.engine import MART_SCHEMA, create_mart_engine
+
+        self.url = url
+        self.schema = MART_SCHEMA
+        self.engine = create_mart_engine(url)
+        self.pg = psycopg.connect(
+            sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+            options=f"-c search_path={MART_SCHEMA}",
+        )
+
+    def sql(self, statement: str) -> None:
+        with self.pg.cursor() as cur:
+            cur.execute(statement)
+        self.pg.commit()
+
+    def count(self, table: str) -> int:
+        with self.pg.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            n = cur.fetchone()[0]
+        self.pg.commit()
+        return n
+
+    def reset(self, *tables: str) -> None:
+        self.sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        self.pg.autocommit = True
+        try:
+            with self.pg.cursor() as cur:
+                cur.execute("CHECKPOINT")  # start each timed write from the same clean state
+        finally:
+            self.pg.autocommit = False
+
+    def copy(self, table: str, payload: bytes) -> float:
+        columns = ", ".join(COPY_COLUMNS)
+        view = memoryview(payload)
+        t0 = time.perf_counter()
+        with self.pg.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            chunk = 8 << 20
+            for offset in range(0, len(view), chunk):
+                copy.write(view[offset : offset + chunk])
+        self.pg.commit()
+        return time.perf_counter() - t0
+
+    def publish(self, values: pa.Table, run_id: str):
+        from metrics_center.mart.publish import publish_values
+
+        t0 = time.perf_counter()
+        result = publish_values(
+            self.engine,
+            metric_key=METRIC,
+            definition_version=1,
+            grain="day",
+            dimensions=["region", "channel"],
+            values=values,
+            run_id=run_id,
+            approved_by="review: bob; sign-off: carol",
+        )
+        return time.perf_counter() - t0, result
+
+    def to_sql(self, frame, table: str) -> float:
+        t0 = time.perf_counter()
+        with self.engine.begin() as conn:
+            frame.to_sql(
+                table,
+                conn,
+                schema=self.schema,
+                if_exists="append",
+                index=False,
+                chunksize=10_000,
+                dtype={"dimensions": JSONB()},
+            )
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.pg.close()
+        self.engine.dispose()
+
+
+def create_database() -> tuple[sa.Engine, str, str]:
+    name = f"mc_bench_{uuid.uuid4().hex[:10]}"
+    admin_url = sa.make_url(ADMIN_URL).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    return admin, name, admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin: sa.Engine, name: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:>12,.0f} rows/s"
+
+
+def print_profile(bench: Bench, values: pa.Table) -> None:
+    import cProfile
+    import pstats
+
+    bench.reset("metric_value", "publication")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    bench.publish(values, "run_profile")
+    profiler.disable()
+    print("\n--- cProfile of publish_values() (cumulative, top 25) ---")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=N_ROWS)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="always print a cProfile of publish_values")
+    args = parser.parse_args()
+    t_all = time.perf_counter()
+    n = args.rows
+
+    t0 = time.perf_counter()
+    values = make_values(n)
+    print(
+        f"{n:,} value rows: {N_DAYS} days x {n // N_DAYS:,} (region, channel) combinations "
+        f"({values.nbytes / 2**20:.0f} MiB arrow), generated in {time.perf_counter() - t0:.1f} s"
+    )
+
+    admin, db_name, url = create_database()
+    bench = None
+    try:
+        from metrics_center.mart.migrate import upgrade
+
+        bench = Bench(url)
+        print(f"database {db_name}: migrated to {upgrade(bench.engine)}")
+        bench.sql("CREATE TABLE bench_copy (LIKE metric_value INCLUDING ALL)")
+        bench.sql("CREATE TABLE bench_to_sql (LIKE metric_value INCLUDING ALL)")
+
+        # Baseline inputs, prepared once and untimed: the same rows publish writes.
+        bench.sql(
+            "INSERT INTO publication (id, metric_key, definition_version, run_id, content_hash, periods, "
+            "row_count, approved_by, published_at) VALUES (1, 'bench_metric', 1, 'baseline', 'x', '[]', 0, "
+            "'x', now())"
+        )
+        now = datetime.now(UTC)
+        rows = prepared_rows(values, publication_id=1, run_id="baseline", now=now)
+        payload = csv_bytes(rows)
+        frame = rows.to_pandas()
+        # A pandas user's dimensions column holds dicts, written through dtype=JSONB (a str is refused).
+        frame["dimensions"] = [json.loads(d) for d in frame["dimensions"]]
+        print(f"baseline CSV payload: {len(payload) / 2**20:.0f} MiB; DataFrame: {len(frame):,} rows")
+
+        # Does a 1M-row to_sql fit in the limit? Time 200k rows first and decide.
+        sample = min(TO_SQL_SAMPLE, n)
+        bench.reset("bench_to_sql")
+        probe = bench.to_sql(frame.iloc[:sample], "bench_to_sql")
+        projected = probe * n / sample
+        to_sql_rows = n if projected <= TO_SQL_LIMIT_S else sample
+        to_sql_note = (
+            f"measured on all {n:,} rows"
+            if to_sql_rows == n
+            else f"measured on {sample:,} rows and scaled x{n / sample:g} (1M rows projected {projected:.0f} s "
+            f"> {TO_SQL_LIMIT_S:.0f} s)"
+        )
+        print(f"to_sql probe: {sample:,} rows in {probe:.1f} s -> {to_sql_note}")
+
+        times: dict[str, list[float]] = {"ours": [], "copy": [], "copy_fk": [], "to_sql": []}
+        for rep in range(args.reps):
+            bench.reset("metric_value", "publication")
+            elapsed, result = bench.publish(values, f"run_{rep}")
+            assert result.rows == n and not result.already_published, result
+            assert bench.count("metric_value") == n
+            times["ours"].append(elapsed)
+
+            bench.reset("bench_copy")
+            times["copy"].append(bench.copy("bench_copy", payload))
+            assert bench.count("bench_copy") == n
+
+            bench.reset("metric_value", "publication")
+            bench.sql(
+                "INSERT INTO publication (id, metric_key, definition_version, run_id, content_hash, "
+                "periods, row_count, approved_by, published_at) VALUES (1, 'bench_metric', 1, 'baseline', "
+                "'x', '[]', 0, 'x', now())"
+            )
+            times["copy_fk"].append(bench.copy("metric_value", payload))
+
+            bench.reset("bench_to_sql")
+            elapsed = bench.to_sql(frame.iloc[:to_sql_rows], "bench_to_sql")
+            assert bench.count("bench_to_sql") == to_sql_rows
+            times["to_sql"].append(elapsed * n / to_sql_rows)
+            print(f"  repetition {rep + 1} done ({time.perf_counter() - t_all:.0f} s elapsed)", flush=True)
+
+        # Idempotency: publish once, then again with the same run_id and rows.
+        bench.reset("metric_value", "publication")
+        bench.publish(values, "run_same")
+        before = bench.count("metric_value"), bench.count("publication")
+        again, result = bench.publish(values, "run_same")
+        after = bench.count("metric_value"), bench.count("publication")
+
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print()
+        print(f"{'variant':62} {'median':>9} {'throughput':>20}   runs (s)")
+        labels = {
+            "ours": "(a) publish_values() into empty mart (whole call)",
+            "copy": "(b) raw COPY of prepared CSV, LIKE metric_value INCLUDING ALL",
+            "copy_fk": "(b') raw COPY of prepared CSV into metric_value (with FK)",
+            "to_sql": "(c) DataFrame.to_sql(method=None, chunksize=10k)"
+            + ("" if to_sql_rows == n else " *scaled"),
+        }
+        for key, label in labels.items():
+            runs = ", ".join(f"{t:.2f}" for t in times[key])
+            print(f"{label:62} {med[key]:8.2f}s {rate(n, med[key])}   [{runs}]")
+        print(f"\nto_sql: {to_sql_note}.")
+        vs_copy = med["copy"] / med["ours"]
+        vs_copy_fk = med["copy_fk"] / med["ours"]
+        vs_to_sql = med["to_sql"] / med["ours"]
+        print(
+            f"ours / raw COPY        (throughput) = {vs_copy:.3f}   target >= {TARGET_VS_COPY}: "
+            f"{'MET' if vs_copy >= TARGET_VS_COPY else 'NOT MET'}"
+        )
+        print(f"ours / raw COPY w/ FK  (throughput) = {vs_copy_fk:.3f}   (same table as ours, FK included)")
+        print(
+            f"ours / to_sql          (throughput) = {vs_to_sql:.3f}   target >= {TARGET_VS_TO_SQL}: "
+            f"{'MET' if vs_to_sql >= TARGET_VS_TO_SQL else 'NOT MET'}"
+        )
+        noop = result.already_published and before == after
+        print(
+            f"re-publish same run_id + rows: already_published={result.already_published}, "
+            f"metric_value rows {before[0]:,} -> {after[0]:,}, publications {before[1]} -> {after[1]}: "
+            f"{'no-op' if noop else 'NOT A NO-OP'}, {again * 1000:.0f} ms"
+        )
+        if args.profile or vs_copy < TARGET_VS_COPY or vs_to_sql < TARGET_VS_TO_SQL:
+            print_profile(bench, values)
+        print(f"\nbenchmark wall time: {time.perf_counter() - t_all:.0f} s")
+    finally:
+        if bench is not None:
+            bench.close()
+        drop_database(admin, db_name)
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
