@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from approvals import Answer, Responder
 
 LOGICAL = datetime(2026, 11, 27, tzinfo=UTC)  # daily run computing 2026-11-26
+REPO_INCLUDE = Path(__file__).resolve().parents[1] / "include"
 
 
 def _dag(dag_id: str):
@@ -127,3 +129,52 @@ def test_reject_publishes_nothing_and_unassigned_user_is_refused(mart):
         assert conn.execute(sa.text("SELECT decision, decided_by FROM approval_event")).all() == [
             ("rejected", "bob")
         ]
+
+
+@pytest.mark.usefixtures("airflow_db", "demo_data")
+def test_failing_expectation_blocks_publishing(mart, tmp_path, monkeypatch):
+    """A metric whose expectation fails: quality_check fails, nobody is asked, nothing is published."""
+    import shutil
+
+    home = tmp_path / "include"
+    shutil.copytree(REPO_INCLUDE, home)
+    definition = home / "metrics" / "gmv_daily.yaml"
+    # No region/channel sells over 1,000 CNY a day? It does: this expectation must fail.
+    definition.write_text(
+        definition.read_text().replace("    min_value: 0\n", "    min_value: 0\n    max_value: 1000\n", 1)
+    )
+    monkeypatch.setenv("METRICS_CENTER_HOME", str(home))
+    dag_run = _dag("gmv_daily").test(logical_date=LOGICAL)
+    states = _states(dag_run)
+    assert states["quality_check"] == "failed"
+    assert states["approve_sales_review"] == "upstream_failed"
+    assert states["publish"] == "upstream_failed"
+    with mart.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM publication")).scalar() == 0
+        failed = (
+            conn.execute(sa.text("SELECT expectation FROM quality_result WHERE NOT success")).scalars().all()
+        )
+    assert failed == ["expect_column_values_to_be_between"]
+
+
+@pytest.mark.usefixtures("airflow_db", "demo_data")
+def test_running_the_same_day_twice_leaves_one_current_value_per_key(mart):
+    answers = [
+        Answer("approve_sales_review", "bob", "Approve"),
+        Answer("approve_finance_sign_off", "dave", "Approve"),
+    ]
+    first, _ = _run("gmv_daily", answers)
+    before = _current(mart, "gmv_daily")
+    second, _ = _run("gmv_daily", answers)
+    after = _current(mart, "gmv_daily")
+    assert str(first.state) == str(second.state) == "success"
+    assert len(after) == len(before) == 12
+    assert [r.value for r in after] == [r.value for r in before]
+    with mart.connect() as conn:
+        keys = conn.execute(
+            sa.text(
+                "SELECT count(*), count(DISTINCT dimension_key) FROM metric_value WHERE superseded_at IS NULL"
+            )
+        ).one()
+    assert tuple(keys) == (12, 12)

@@ -98,7 +98,8 @@ def _dotted(loc: Iterable[str | int]) -> str:
 
 def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """Drop pydantic's union-member names (``SqlSource``, ``function-after[...]``) from a location."""
-    return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
+    members = {SqlSource.__name__, FileSource.__name__}
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in members or "[" in p)))
 
 
 def _source_kind(source: Any) -> str | None:

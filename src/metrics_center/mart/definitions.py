@@ -36,6 +36,12 @@ def register_definition(
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "def:" + spec.key})
+        newest = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.metric_key == spec.key)).scalar()
+        if newest is not None and newest > spec.version:
+            raise MartError(
+                f"{spec.key} version {spec.version} is older than the registered version {newest} "
+                f"— use version {newest + 1} or higher"
+            )
         same = conn.execute(
             sa.select(t.c.definition_hash).where(t.c.metric_key == spec.key, t.c.version == spec.version)
         ).scalar()
@@ -46,12 +52,6 @@ def register_definition(
                     f"— bump `version:` and explain the change in `change_note:`"
                 )
             return "unchanged"
-        newest = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.metric_key == spec.key)).scalar()
-        if newest is not None and newest > spec.version:
-            raise MartError(
-                f"{spec.key} version {spec.version} is older than the registered version {newest} "
-                f"— use version {newest + 1} or higher"
-            )
         conn.execute(
             sa.update(t).where(t.c.metric_key == spec.key, t.c.valid_to.is_(None)).values(valid_to=now)
         )

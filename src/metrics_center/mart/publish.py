@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from metrics_center.errors import MartError
 from metrics_center.mart.tables import metric_value, publication
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Tab
                    CAST(value AS DOUBLE) AS value
             FROM v ORDER BY 1, 3
         """  # identifiers are validated dimension names; no user values are spliced in
-        return con.sql(query).fetch_arrow_table()
+        return con.sql(query).to_arrow_table()
     finally:
         con.close()
 
@@ -118,6 +119,16 @@ def _insert_generic(conn: Connection, rows: pa.Table) -> None:
     conn.execute(sa.insert(metric_value), records)
 
 
+def _driver_errors() -> type[Exception] | tuple[type[Exception], ...]:
+    """DB-API errors raised by the raw COPY cursor, which SQLAlchemy does not wrap."""
+    try:
+        import psycopg
+
+        return psycopg.Error
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return ()
+
+
 def publish_values(
     engine: Engine,
     *,
@@ -135,54 +146,59 @@ def publish_values(
     digest = content_hash(prepared)
     periods = sorted(set(prepared.column("period_start").to_pylist()))
     now = now or datetime.now(UTC)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": metric_key})
-        existing = conn.execute(
-            sa.select(publication.c.id).where(
-                publication.c.metric_key == metric_key,
-                publication.c.run_id == run_id,
-                publication.c.content_hash == digest,
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": metric_key})
+            existing = conn.execute(
+                sa.select(publication.c.id).where(
+                    publication.c.metric_key == metric_key,
+                    publication.c.run_id == run_id,
+                    publication.c.content_hash == digest,
+                )
+            ).scalar()
+            if existing is not None:
+                return PublishResult(existing, prepared.num_rows, periods, 0, already_published=True)
+            publication_id = conn.execute(
+                sa.insert(publication)
+                .values(
+                    metric_key=metric_key,
+                    definition_version=definition_version,
+                    run_id=run_id,
+                    content_hash=digest,
+                    periods=[p.isoformat() for p in periods],
+                    row_count=prepared.num_rows,
+                    approved_by=approved_by,
+                    published_at=now,
+                )
+                .returning(publication.c.id)
+            ).scalar_one()
+            superseded = conn.execute(
+                sa.update(metric_value)
+                .where(
+                    metric_value.c.metric_key == metric_key,
+                    metric_value.c.period_start.in_(periods),
+                    metric_value.c.superseded_at.is_(None),
+                )
+                .values(superseded_at=now)
+            ).rowcount
+            rows = _with_constants(
+                prepared,
+                {
+                    "metric_key": metric_key,
+                    "definition_version": definition_version,
+                    "run_id": run_id,
+                    "approved_by": approved_by,
+                    "published_at": now,
+                    "publication_id": publication_id,
+                },
             )
-        ).scalar()
-        if existing is not None:
-            return PublishResult(existing, prepared.num_rows, periods, 0, already_published=True)
-        publication_id = conn.execute(
-            sa.insert(publication)
-            .values(
-                metric_key=metric_key,
-                definition_version=definition_version,
-                run_id=run_id,
-                content_hash=digest,
-                periods=[p.isoformat() for p in periods],
-                row_count=prepared.num_rows,
-                approved_by=approved_by,
-                published_at=now,
-            )
-            .returning(publication.c.id)
-        ).scalar_one()
-        superseded = conn.execute(
-            sa.update(metric_value)
-            .where(
-                metric_value.c.metric_key == metric_key,
-                metric_value.c.period_start.in_(periods),
-                metric_value.c.superseded_at.is_(None),
-            )
-            .values(superseded_at=now)
-        ).rowcount
-        rows = _with_constants(
-            prepared,
-            {
-                "metric_key": metric_key,
-                "definition_version": definition_version,
-                "run_id": run_id,
-                "approved_by": approved_by,
-                "published_at": now,
-                "publication_id": publication_id,
-            },
-        )
-        if conn.dialect.name == "postgresql":
-            _copy_postgres(conn, rows)
-        else:
-            _insert_generic(conn, rows)
+            if conn.dialect.name == "postgresql":
+                _copy_postgres(conn, rows)
+            else:
+                _insert_generic(conn, rows)
+    except (sa.exc.DBAPIError, _driver_errors()) as exc:
+        raise MartError(
+            f"publishing {metric_key} for run {run_id} failed and was rolled back; nothing was written: {exc}"
+        ) from exc
     return PublishResult(publication_id, prepared.num_rows, periods, superseded, already_published=False)

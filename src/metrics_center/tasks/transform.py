@@ -41,6 +41,15 @@ def _check_periods(spec: MetricSpec, table: pa.Table) -> None:
         )
 
 
+def _check_unique(spec: MetricSpec, table: pa.Table) -> None:
+    keys = ["period_start", *spec.dimensions]
+    if table.group_by(keys).aggregate([]).num_rows != table.num_rows:
+        raise MetricsCenterError(
+            f"{spec.transform.sql} returned several rows for the same {', '.join(keys)}"
+            f" — GROUP BY {', '.join(keys)} in the final SELECT"
+        )
+
+
 def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
     import duckdb
 
@@ -58,7 +67,7 @@ def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
             table = con.sql(
                 f"SELECT CAST(period_start AS DATE) AS period_start, {dims}CAST(value AS DOUBLE) AS value "
                 "FROM relation ORDER BY ALL"
-            ).fetch_arrow_table()
+            ).to_arrow_table()
     except duckdb.Error as exc:
         raise MetricsCenterError(f"{spec.transform.sql} failed in DuckDB: {exc}") from exc
     finally:
@@ -66,6 +75,7 @@ def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     _check_periods(spec, table)
+    _check_unique(spec, table)
     writer = PartWriter(run_dir / RESULT_FOLDER)
     writer.write(table)
     periods = sorted({d.isoformat() for d in table.column("period_start").to_pylist()})
