@@ -83,6 +83,22 @@ def _demo_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_history(args: argparse.Namespace) -> int:
+    from metrics_center.demo.history import seed_history
+    from metrics_center.loader import load_catalog
+    from metrics_center.mart.engine import create_mart_engine
+    from metrics_center.mart.migrate import upgrade
+
+    catalog = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir())
+    engine = create_mart_engine(args.url)
+    upgrade(engine)
+    end = date.fromisoformat(args.end) if args.end else date.today()
+    specs = [m.spec for m in catalog.metrics.values()]
+    for item in seed_history(engine=engine, specs=specs, first=end - timedelta(days=args.days), end=end):
+        print(f"{item.key}: published {item.periods} past period(s), {item.rows} value(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metrics-center", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--end", help="ISO date after the last day of data (default: today)")
     seed.add_argument("--days", type=int, default=90)
     seed.set_defaults(func=_demo_seed)
+    history = demo_sub.add_parser("history", help="publish past periods of every metric (marked as seeded)")
+    history.add_argument("--end", help="the demo's end date (default: today)")
+    history.add_argument("--days", type=int, default=75, help="how far back to start")
+    history.add_argument("--url", help="mart SQLAlchemy URL (default: connection metrics_mart / SQLite)")
+    history.set_defaults(func=_demo_history)
     return parser
 
 

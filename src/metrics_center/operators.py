@@ -166,9 +166,9 @@ class MetricApprovalOperator(ApprovalOperator):
         return approval_body(
             name=self.spec.name,
             unit=self.spec.unit,
-            period=f"{period.start} – {period.end} ({self.spec.grain})",
+            period=f"{period.label()} ({self.spec.grain})",
             stage=self.stage.name,
-            previous_period=str(previous.start),
+            previous_period=previous.label(),
             transform=transform,
             previous=current_values(get_engine(), metric_key=self.spec.key, period_start=previous.start),
             sources=[s for s in sources if s],

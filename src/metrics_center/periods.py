@@ -27,6 +27,11 @@ class Period:
     def previous(self) -> Period:
         return period_containing(self.start - timedelta(days=1), grain=self.grain)
 
+    def label(self) -> str:
+        """``2026-11-26`` for a day, ``2026-11-16 – 2026-11-22`` (inclusive) otherwise."""
+        last = self.end - timedelta(days=1)
+        return self.start.isoformat() if last == self.start else f"{self.start} – {last}"
+
     def template_vars(self) -> dict[str, str]:
         """Variables every metric SQL/path template may use."""
         return {

@@ -157,6 +157,8 @@ def main() -> int:
         )
     api = Api(f"http://localhost:{port}", "admin")
     try:
+        print("• publishing 75 days of history to the mart while Airflow starts …", flush=True)
+        run(str(bin_dir / "metrics-center"), "demo", "history", "--end", date.today().isoformat())
         _wait("the API server", api.healthy, processes)
         metrics = sorted(p.stem for p in (REPO / "include" / "metrics").glob("[!_]*.yaml"))
         _wait(
