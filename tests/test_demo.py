@@ -20,7 +20,7 @@ def _digest(root) -> str:
 
 def test_seed_is_deterministic_and_spans_sixty_days(tmp_path):
     a = seed_demo(root=tmp_path / "a", end=date(2026, 11, 27), days=61)
-    b = seed_demo(root=tmp_path / "b", end=date(2026, 11, 27), days=61)
+    seed_demo(root=tmp_path / "b", end=date(2026, 11, 27), days=61)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert (a.end - a.start).days == 61
     assert a.orders > 10_000 and a.refunds > 100 and a.leads > 5_000
