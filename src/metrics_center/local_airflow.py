@@ -1,0 +1,163 @@
+"""A small local Airflow (api-server + scheduler + dag-processor) for the demo and the slow tests.
+
+Sized for a 2-core machine: LocalExecutor with parallelism 4, one API worker. Users come from
+SimpleAuthManager with passwords we choose, so scripts can log in through the real REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
+
+
+def airflow_environment(
+    *, home: Path, port: int, passwords: Mapping[str, str], roles: Mapping[str, str], extra: Mapping[str, str]
+) -> dict[str, str]:
+    """Environment for every Airflow process of one local installation."""
+    home.mkdir(parents=True, exist_ok=True)
+    secret_file = home / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+    (home / "passwords.json").write_text(json.dumps(dict(passwords)))
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in roles.items()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "GX_ANALYTICS_ENABLED": "false",
+        **extra,
+    }
+    return {**os.environ, **env}
+
+
+class Api:
+    """Just enough of Airflow's REST API, logged in as one user."""
+
+    def __init__(self, base: str, *, user: str, password: str) -> None:
+        self.base, self.user, self.password = base, user, password
+        self._token: str | None = None
+
+    def _call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            if self._token is None:
+                self._token = self._call(
+                    "POST", "/auth/token", {"username": self.user, "password": self.password}, auth=False
+                )["access_token"]
+            headers["Authorization"] = f"Bearer {self._token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.loads(response.read() or b"{}")
+
+    def healthy(self) -> bool:
+        try:
+            health = self._call("GET", "/api/v2/monitor/health", auth=False)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return health.get("metadatabase", {}).get("status") == "healthy"
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
+    def patch(self, path: str, body: dict) -> Any:
+        return self._call("PATCH", path, body)
+
+    def post(self, path: str, body: dict) -> Any:
+        return self._call("POST", path, body)
+
+    def as_user(self, user: str, password: str) -> Api:
+        return Api(self.base, user=user, password=password)
+
+
+class LocalAirflow:
+    """Start/stop the three components as process groups, logging to ``<home>/component-logs``."""
+
+    def __init__(self, *, env: dict[str, str], port: int) -> None:
+        self.env, self.port = env, port
+        self.home = Path(env["AIRFLOW_HOME"])
+        self.bin = Path(sys.executable).parent
+        self.processes: list[subprocess.Popen] = []
+
+    def run(self, *cmd: str) -> None:
+        """Run a one-off command (``airflow db migrate``, ``metrics-center …``) in this environment."""
+        subprocess.run([str(self.bin / cmd[0]), *cmd[1:]], env=self.env, check=True)
+
+    def start(self) -> LocalAirflow:
+        logs = self.home / "component-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for component in COMPONENTS:
+            log = (logs / f"{component}.log").open("ab")
+            self.processes.append(
+                subprocess.Popen(
+                    [str(self.bin / "airflow"), component],
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        return self
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.processes.clear()
+
+    def wait(
+        self, what: str, check: Callable[[], T | None], *, timeout: float = 240, every: float = 1.0
+    ) -> T:
+        """Poll ``check`` until it returns something truthy; fail fast if a component died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if dead := [p for p in self.processes if p.poll() is not None]:
+                raise RuntimeError(f"`airflow {dead[0].args[1]}` exited; see {self.home / 'component-logs'}")
+            result = check()
+            if result:
+                return result
+            time.sleep(every)
+        raise TimeoutError(f"timed out waiting for {what}; see {self.home / 'component-logs'}")
+
+    def api(self, *, user: str, password: str) -> Api:
+        return Api(f"http://localhost:{self.port}", user=user, password=password)
+
+    def wait_for_dags(self, api: Api, dag_ids: list[str]) -> None:
+        def parsed() -> bool:
+            known = {d["dag_id"] for d in api.get("/api/v2/dags?limit=1000")["dags"]}
+            return set(dag_ids) <= known
+
+        self.wait("the DAGs to be parsed", parsed)
+
+    def task_states(self, api: Api, dag_id: str, run_id: str) -> dict[str, str | None]:
+        tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {t["task_id"]: t["state"] for t in tis}
