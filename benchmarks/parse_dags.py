@@ -11,7 +11,11 @@ Compares, each in fresh interpreters and timed only after ``import airflow.sdk``
 Every variant produces the same DAG ids, task ids and dependencies (checked). Timings are medians
 of several repetitions; ratios are against baselines measured in the same run.
 
-Run: ``.venv/bin/python benchmarks/parse_dags.py [--reps N] [--metrics N] [--profile]``
+Imports are byte-compiled once (untimed warm-up, cache in the temp folder) as in a deployed image;
+``--cold`` times without bytecode, ``--cold-one`` adds (d) without bytecode. ``--profile`` prints
+cProfiles of (a) and (d) (also printed automatically when a target is missed).
+
+Run: ``.venv/bin/python benchmarks/parse_dags.py [--reps N] [--one-reps N] [--metrics N] [--profile]``
 """
 
 from __future__ import annotations

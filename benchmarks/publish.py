@@ -30,6 +30,7 @@ URL of an admin connection: env ``METRICS_CENTER_BENCH_PG_URL`` (default
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ from pathlib import Path
 
 # Environment first: nothing below may import airflow before it is set.
 _TMP = Path(tempfile.mkdtemp(prefix="mc-bench-publish-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_TMP / "airflow_home"),
@@ -415,6 +417,19 @@ def main() -> None:
             assert bench.count("metric_value") == n
             times["ours"].append(elapsed)
             print(f"  repetition {rep + 1} done ({time.perf_counter() - t_all:.0f} s elapsed)", flush=True)
+
+        # The baselines wrote the same rows as publish (cheap fingerprint of both tables).
+        fingerprint = (
+            "SELECT count(*), round(sum(value)::numeric, 3), min(period_start), max(period_end), "
+            "count(DISTINCT dimension_key), max(dimensions::text) FROM {}"
+        )
+        with bench.pg.cursor() as cur:
+            ours_fp = cur.execute(fingerprint.format("metric_value")).fetchone()
+            copy_fp = cur.execute(fingerprint.format("bench_copy")).fetchone()
+        bench.pg.commit()
+        if ours_fp != copy_fp:
+            raise SystemExit(f"baseline rows differ from published rows: {ours_fp} != {copy_fp}")
+        print(f"published rows and baseline rows match: {ours_fp[0]:,} rows, sum(value) {ours_fp[1]}")
 
         # Idempotency: the same run_id and rows again must change nothing.
         before = bench.count("metric_value"), bench.count("publication")

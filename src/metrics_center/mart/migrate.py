@@ -24,8 +24,9 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}"))
+            # Lock first: concurrent `CREATE SCHEMA IF NOT EXISTS` can still collide in Postgres.
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {MART_SCHEMA}"))
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
         return current_revision(conn)

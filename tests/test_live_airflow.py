@@ -1,0 +1,166 @@
+"""One slower test against a real api-server + scheduler + dag-processor (LocalExecutor, SQLite metadata).
+
+It covers what ``dag.test()`` cannot: the scheduler's approval timeout sweep (``on_timeout``), answers
+recorded over HTTP while the scheduler is running, and the Asset event of a real publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from metrics_center.local_airflow import LocalAirflow, airflow_environment
+
+REPO_INCLUDE = Path(__file__).resolve().parents[1] / "include"
+LOGICAL = "2026-11-27T00:00:00+00:00"
+RUN_ID = "live__2026-11-27"
+PEOPLE = ("bob", "carol", "dave", "erin", "frank")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _edit(path: Path, **replacements: str) -> None:
+    text = path.read_text()
+    for old, new in replacements.items():
+        assert old in text, f"{old!r} not in {path.name}"
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, postgres_mart_url, demo_data):
+    root = tmp_path_factory.mktemp("live")
+    include = root / "include"
+    shutil.copytree(REPO_INCLUDE, include)
+    metrics = include / "metrics"
+    # Manual runs only (no scheduled run racing ours), and a 5 s approval timeout where we test it.
+    _edit(metrics / "gmv_daily.yaml", **{'schedule: "@daily"': "schedule: null"})
+    _edit(
+        metrics / "lead_conversion_rate.yaml",
+        **{'schedule: "@daily"': "schedule: null", "timeout: 48h": "timeout: 5s"},
+    )
+    _edit(
+        metrics / "refund_rate_weekly.yaml",
+        **{'schedule: "0 2 * * 1"': "schedule: null", "timeout: 3d": "timeout: 5s"},
+    )
+    port = _free_port()
+    env = airflow_environment(
+        home=root / "airflow",
+        port=port,
+        passwords={"admin": "admin", **{p: f"{p}-pw" for p in PEOPLE}},
+        roles={"admin": "admin", **{p: "user" for p in PEOPLE}},
+        extra={
+            "METRICS_CENTER_HOME": str(include),
+            "METRICS_CENTER_DATA_ROOT": str(demo_data.root),
+            "METRICS_CENTER_STAGING": (root / "staging").as_uri(),
+            "AIRFLOW_CONN_METRICS_MART": postgres_mart_url,
+            "AIRFLOW_CONN_SALES_DB": os.environ["AIRFLOW_CONN_SALES_DB"],
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
+        },
+    )
+    env.pop("AIRFLOW__CORE__DAGS_FOLDER_OVERRIDE", None)
+    airflow = LocalAirflow(env=env, port=port)
+    airflow.run("airflow", "db", "migrate")
+    airflow.start()
+    try:
+        admin = airflow.api(user="admin", password="admin")
+        airflow.wait("the API server", admin.healthy)
+        dag_ids = ["gmv_daily", "lead_conversion_rate", "refund_rate_weekly"]
+        airflow.wait_for_dags(admin, dag_ids)
+        for dag_id in dag_ids:
+            admin.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": RUN_ID, "logical_date": LOGICAL})
+            admin.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        yield (
+            airflow,
+            admin,
+            sa.create_engine(postgres_mart_url.replace("postgresql://", "postgresql+psycopg://")),
+        )
+    finally:
+        airflow.stop()
+
+
+def _wait_state(airflow: LocalAirflow, api, dag_id: str, task_id: str, states: set[str]) -> dict:
+    def reached():
+        current = airflow.task_states(api, dag_id, RUN_ID)
+        return current if current.get(task_id) in states else None
+
+    return airflow.wait(f"{dag_id}.{task_id} in {states}", reached, timeout=180)
+
+
+def _run_state(airflow: LocalAirflow, api, dag_id: str) -> str:
+    def finished():
+        state = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{RUN_ID}")["state"]
+        return state if state in ("success", "failed") else None
+
+    return airflow.wait(f"{dag_id} to finish", finished, timeout=180)
+
+
+def _answer(airflow: LocalAirflow, dag_id: str, task_id: str, user: str, option: str) -> None:
+    time.sleep(1.5)  # Airflow 3.3.2 fails a task answered < ~1 s after it starts waiting
+    api = airflow.api(user=user, password=f"{user}-pw")
+    api.patch(
+        f"/api/v2/dags/{dag_id}/dagRuns/{RUN_ID}/taskInstances/{task_id}/-1/hitlDetails",
+        {"chosen_options": [option], "params_input": {}},
+    )
+
+
+def test_live_approval_publishes_and_emits_the_asset_event(live):
+    airflow, admin, mart = live
+    _wait_state(airflow, admin, "gmv_daily", "approve_sales_review", {"awaiting_input"})
+    _answer(airflow, "gmv_daily", "approve_sales_review", "bob", "Approve")
+    _wait_state(airflow, admin, "gmv_daily", "approve_finance_sign_off", {"awaiting_input"})
+    _answer(airflow, "gmv_daily", "approve_finance_sign_off", "carol", "Approve")
+    assert _run_state(airflow, admin, "gmv_daily") == "success"
+    with mart.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT count(*), min(approved_by) FROM metrics_mart.metric_value_current WHERE metric_key='gmv_daily'"
+            )
+        ).one()
+    assert tuple(rows) == (12, "sales review: bob; finance sign-off: carol")
+    events = admin.get("/api/v2/assets/events?limit=10")["asset_events"]
+    gmv = [e for e in events if e["uri"] == "metrics_mart://gmv_daily"]
+    assert len(gmv) == 1
+    assert gmv[0]["extra"]["periods"] == ["2026-11-26"]
+    assert gmv[0]["extra"]["version"] == 1
+
+
+def test_timeout_reject_skips_publish_and_timeout_fail_fails_the_run(live):
+    airflow, admin, mart = live
+    states = _wait_state(airflow, admin, "lead_conversion_rate", "publish", {"skipped"})
+    assert states["approve"] == "success"  # the scheduler answered with the default: Reject
+    assert _run_state(airflow, admin, "refund_rate_weekly") == "failed"
+    states = airflow.task_states(admin, "refund_rate_weekly", RUN_ID)
+    assert states["approve_finance_review"] == "failed"
+    assert states["publish"] == "upstream_failed"
+    with mart.connect() as conn:
+        decisions = conn.execute(
+            sa.text(
+                "SELECT metric_key, decision, decided_by FROM metrics_mart.approval_event "
+                "WHERE metric_key <> 'gmv_daily' ORDER BY metric_key"
+            )
+        ).all()
+        published = conn.execute(
+            sa.text("SELECT count(*) FROM metrics_mart.metric_value WHERE metric_key <> 'gmv_daily'")
+        ).scalar()
+    assert [tuple(d) for d in decisions] == [
+        ("lead_conversion_rate", "rejected_on_timeout", None),
+        ("refund_rate_weekly", "timed_out", None),
+    ]
+    assert published == 0
+    body = admin.get(
+        f"/api/v2/dags/lead_conversion_rate/dagRuns/{RUN_ID}/taskInstances/approve/-1/hitlDetails"
+    )
+    assert body["chosen_options"] == ["Reject"]
+    assert json.dumps(body["responded_by_user"]) == "null"
