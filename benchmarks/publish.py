@@ -76,7 +76,6 @@ COPY_COLUMNS = (
     "period_start",
     "period_end",
     "dimensions",
-    "dimension_key",
     "value",
     "run_id",
     "approved_by",
@@ -121,7 +120,7 @@ def prepared_rows(values: pa.Table, *, publication_id: int, run_id: str, now: da
             SELECT CAST(period_start AS DATE) AS period_start,
                    CAST(CAST(period_start AS DATE) + INTERVAL 1 DAY AS DATE) AS period_end,
                    to_json(struct_pack("channel" := "channel", "region" := "region"))::VARCHAR
-                       AS dimension_key,
+                       AS dimensions,
                    CAST(value AS DOUBLE) AS value
             FROM v ORDER BY 1, 3
             """
@@ -140,7 +139,6 @@ def prepared_rows(values: pa.Table, *, publication_id: int, run_id: str, now: da
     table = prepared
     for name, value in constants.items():
         table = table.append_column(name, pa.repeat(pa.scalar(value), n))
-    table = table.append_column("dimensions", prepared.column("dimension_key"))
     return table.select(list(COPY_COLUMNS))
 
 
@@ -421,7 +419,7 @@ def main() -> None:
         # The baselines wrote the same rows as publish (cheap fingerprint of both tables).
         fingerprint = (
             "SELECT count(*), round(sum(value)::numeric, 3), min(period_start), max(period_end), "
-            "count(DISTINCT dimension_key), max(dimensions::text) FROM {}"
+            "count(DISTINCT dimensions), max(dimensions::text) FROM {}"
         )
         with bench.pg.cursor() as cur:
             ours_fp = cur.execute(fingerprint.format("metric_value")).fetchone()

@@ -174,7 +174,7 @@ def test_running_the_same_day_twice_leaves_one_current_value_per_key(mart):
     with mart.connect() as conn:
         keys = conn.execute(
             sa.text(
-                "SELECT count(*), count(DISTINCT dimension_key) FROM metric_value WHERE superseded_at IS NULL"
+                "SELECT count(*), count(DISTINCT dimensions) FROM metric_value WHERE superseded_at IS NULL"
             )
         ).one()
     assert tuple(keys) == (12, 12)

@@ -54,6 +54,17 @@ def live(tmp_path_factory, postgres_mart_url, demo_data):
         metrics / "refund_rate_weekly.yaml",
         **{'schedule: "0 2 * * 1"': "schedule: null", "timeout: 3d": "timeout: 5s"},
     )
+    mart = sa.create_engine(postgres_mart_url.replace("postgresql://", "postgresql+psycopg://"))
+    with mart.begin() as conn:  # start from an empty mart, whatever ran before
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS metrics_mart"))
+        tables = conn.execute(
+            sa.text(
+                "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+                "WHERE schemaname = 'metrics_mart' AND tablename <> 'mart_schema_version'"
+            )
+        ).scalar()
+        if tables:
+            conn.execute(sa.text(f"TRUNCATE {', '.join('metrics_mart.' + t for t in tables.split(', '))}"))
     port = _free_port()
     env = airflow_environment(
         home=root / "airflow",

@@ -16,15 +16,34 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+MEANING_FIELDS = (
+    "key",
+    "name",
+    "description",
+    "unit",
+    "grain",
+    "timezone",
+    "formula",
+    "dimensions",
+    "sources",
+    "transform",
+)
+
+
 def definition_document(spec: MetricSpec) -> tuple[dict[str, Any], str]:
-    """The definition as stored in the mart (YAML + the SQL it uses) and its SHA-256."""
+    """The definition as stored in the mart (YAML + the SQL it uses) and the SHA-256 of its *meaning*.
+
+    Only what changes the numbers is hashed: sources, SQL, grain, dimensions, unit, wording. Owners,
+    schedule, quality rules, approvers and subscribers are operational and may change within a version.
+    """
     sql = {spec.transform.sql: (settings.sql_dir() / spec.transform.sql).read_text()}
     for source in spec.sources.values():
         if (path := getattr(source, "sql", None)) is not None:
             sql[path] = (settings.sql_dir() / path).read_text()
-    document = {"spec": spec.model_dump(mode="json"), "sql": sql}
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    return document, digest
+    full = spec.model_dump(mode="json")
+    meaning = {"spec": {k: full[k] for k in MEANING_FIELDS}, "sql": sql}
+    digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
+    return {"spec": full, "sql": sql}, digest
 
 
 class _MetricTask(BaseOperator):

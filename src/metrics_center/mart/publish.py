@@ -30,13 +30,13 @@ _COPY_COLUMNS = (
     "period_start",
     "period_end",
     "dimensions",
-    "dimension_key",
     "value",
     "run_id",
     "approved_by",
     "published_at",
     "publication_id",
 )
+COPY_BATCH_ROWS = 50_000
 _PERIOD_END = {"day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY", "month": "INTERVAL 1 MONTH"}
 
 
@@ -50,7 +50,7 @@ class PublishResult:
 
 
 def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Table:
-    """``period_start, dims…, value`` → ``period_start, period_end, dimension_key, value`` (sorted).
+    """``period_start, dims…, value`` → ``period_start, period_end, dimensions, value`` (sorted).
 
     DuckDB builds the canonical dimension JSON vectorised; a Python loop would dominate at 1M rows.
     """
@@ -67,7 +67,7 @@ def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Tab
         query = f"""
             SELECT CAST(period_start AS DATE) AS period_start,
                    CAST(CAST(period_start AS DATE) + {_PERIOD_END[grain]} AS DATE) AS period_end,
-                   {dim_expr} AS dimension_key,
+                   {dim_expr} AS dimensions,
                    CAST(value AS DOUBLE) AS value
             FROM v ORDER BY 1, 3
         """  # identifiers are validated dimension names; no user values are spliced in
@@ -92,22 +92,21 @@ def _with_constants(prepared: pa.Table, constants: dict[str, object]) -> pa.Tabl
     table = prepared
     for name, value in constants.items():
         table = table.append_column(name, pa.repeat(pa.scalar(value), n))
-    table = table.append_column("dimensions", prepared.column("dimension_key"))
     return table.select(list(_COPY_COLUMNS))
 
 
 def _copy_postgres(conn: Connection, rows: pa.Table) -> None:
+    """COPY in CSV batches: encoding the next batch overlaps with the server parsing the last one."""
     import pyarrow.csv as pacsv
 
-    buffer = io.BytesIO()
-    pacsv.write_csv(rows, buffer, write_options=pacsv.WriteOptions(include_header=False))
-    payload = buffer.getbuffer()
+    options = pacsv.WriteOptions(include_header=False)
     cursor = conn.connection.driver_connection.cursor()
     columns = ", ".join(_COPY_COLUMNS)
     with cursor.copy(f"COPY metric_value ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        chunk = 8 << 20
-        for offset in range(0, len(payload), chunk):
-            copy.write(payload[offset : offset + chunk])
+        for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
+            buffer = io.BytesIO()
+            pacsv.write_csv(batch, buffer, write_options=options)
+            copy.write(buffer.getbuffer())
 
 
 def _insert_generic(conn: Connection, rows: pa.Table) -> None:
@@ -142,9 +141,11 @@ def publish_values(
     now: datetime | None = None,
 ) -> PublishResult:
     """Write ``values`` (``period_start, dims…, value``) as the current values of their periods."""
+    import pyarrow.compute as pc
+
     prepared = _prepare(values, dimensions=dimensions, grain=grain)
     digest = content_hash(prepared)
-    periods = sorted(set(prepared.column("period_start").to_pylist()))
+    periods = sorted(pc.unique(prepared.column("period_start")).to_pylist())
     now = now or datetime.now(UTC)
     try:
         with engine.begin() as conn:

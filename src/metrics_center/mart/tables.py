@@ -57,7 +57,6 @@ metric_value = sa.Table(
     sa.Column("period_start", sa.Date),
     sa.Column("period_end", sa.Date),
     sa.Column("dimensions", JSON),
-    sa.Column("dimension_key", sa.Text),
     sa.Column("value", sa.Float(precision=53)),
     sa.Column("run_id", sa.String(250)),
     sa.Column("approved_by", sa.Text),
