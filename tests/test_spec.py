@@ -112,17 +112,20 @@ class Expected:
 BROKEN_CASES: dict[str, list[Expected]] = {
     # A typo of a required key is two facts: the typo is unknown, and the real key is missing.
     "unknown_key": [
-        Expected(
-            "ownr", "ownr: alice", r"Extra inputs are not permitted", r"spelling.*metrics-center schema"
-        ),
-        Expected("owner", "key: unknown_key", r"Field required", r"add this key"),
+        Expected("ownr", "ownr: alice", r"unknown key `ownr`", r"spelling.*metrics-center schema"),
+        Expected("owner", "key: unknown_key", r"required key `owner` is missing", r"add this key"),
     ],
-    "missing_key": [Expected("unit", "key: missing_key", r"Field required", r"add this key")],
+    "missing_key": [Expected("unit", "key: missing_key", r"required key `unit` is missing", r"add this key")],
     "bad_yaml": [
         Expected("", "name: Paid order amount: by region", r"not valid YAML.*mapping values", r"indentation")
     ],
     "unsafe_dimension": [
-        Expected("dimensions[1]", "- Region-Name", r"pattern", r"lower-case letters, digits and underscores")
+        Expected(
+            "dimensions[1]",
+            "- Region-Name",
+            r"'Region-Name' is not a safe identifier",
+            r"lower-case letters, digits",
+        )
     ],
     "reserved_dimension": [Expected("dimensions", "dimensions:", r"\['value'\].*reserved", r"rename")],
     "source_without_origin": [

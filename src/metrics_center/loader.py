@@ -122,6 +122,16 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
         loc = _clean_loc(raw)
         message = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "see the YAML reference in README.md")
+        if err["type"] == "missing" and loc:
+            message = f"required key `{loc[-1]}` is missing"
+        elif err["type"] == "extra_forbidden" and loc:
+            message = f"unknown key `{loc[-1]}`"
+        elif err["type"] == "string_pattern_mismatch":
+            if loc and loc[-1] == "expect":
+                message = f"{err['input']!r} is not an expectation name"
+                fix = "use a Great Expectations name such as expect_column_values_to_not_be_null"
+            else:
+                message = f"{err['input']!r} is not a safe identifier"
         if raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in (SqlSource.__name__, FileSource.__name__):
             # A source is SqlSource | FileSource: report only the errors of the kind the author meant,
             # not e.g. "conn_id: extra" from the file branch when a SQL source just lacks `sql:`.
