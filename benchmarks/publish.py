@@ -63,6 +63,8 @@ import pyarrow as pa  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
 
+from metrics_center.mart.publish import COPY_COLUMNS  # noqa: E402
+
 ADMIN_URL = os.environ.get("METRICS_CENTER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 N_ROWS = 1_000_000
 N_DAYS = 100
@@ -70,18 +72,6 @@ METRIC = "bench_metric"
 TARGET_VS_COPY = 0.7  # ours / raw COPY throughput
 TARGET_VS_TO_SQL = 2.0  # ours / to_sql throughput
 TO_SQL_SAMPLE = 100_000
-COPY_COLUMNS = (
-    "metric_key",
-    "definition_version",
-    "period_start",
-    "period_end",
-    "dimensions",
-    "value",
-    "run_id",
-    "approved_by",
-    "published_at",
-    "publication_id",
-)
 
 
 def make_values(n: int, *, seed: int = 7) -> pa.Table:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from metrics_center.spec import Grain
 
-_COPY_COLUMNS = (
+COPY_COLUMNS = (
     "metric_key",
     "definition_version",
     "period_start",
@@ -92,7 +92,7 @@ def _with_constants(prepared: pa.Table, constants: dict[str, object]) -> pa.Tabl
     table = prepared
     for name, value in constants.items():
         table = table.append_column(name, pa.repeat(pa.scalar(value), n))
-    return table.select(list(_COPY_COLUMNS))
+    return table.select(list(COPY_COLUMNS))
 
 
 def _copy_postgres(conn: Connection, rows: pa.Table) -> None:
@@ -101,7 +101,7 @@ def _copy_postgres(conn: Connection, rows: pa.Table) -> None:
 
     options = pacsv.WriteOptions(include_header=False)
     cursor = conn.connection.driver_connection.cursor()
-    columns = ", ".join(_COPY_COLUMNS)
+    columns = ", ".join(COPY_COLUMNS)
     with cursor.copy(f"COPY metric_value ({columns}) FROM STDIN (FORMAT csv)") as copy:
         for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
             buffer = io.BytesIO()
