@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date
 
 import sqlalchemy as sa
@@ -47,3 +48,36 @@ def test_history_leaves_the_live_period_to_the_approval_run(mart, demo_data):
         ("refund_rate_weekly", "2026-11-09", "2026-11-09", 1),
     ]
     assert by == [SEEDED_BY]
+
+
+def test_remote_staging_roots_work_through_object_storage(mart, demo_data, monkeypatch):
+    """Staging on a non-local ObjectStoragePath (fsspec memory://, as s3:// would be) gives the same values."""
+    catalog = load_catalog(metrics_dir(), sql_root=sql_dir())
+    spec = catalog.metrics["lead_conversion_rate"].spec
+    local = seed_history(engine=mart, specs=[spec], first=date(2026, 11, 20), end=date(2026, 11, 23))
+    with mart.begin() as conn:
+        before = conn.execute(sa.text("SELECT period_start, dimensions, value FROM metric_value")).all()
+        conn.execute(sa.text("DELETE FROM metric_value"))
+        conn.execute(sa.text("DELETE FROM publication"))
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())  # what the amazon provider does for s3:// in production
+    monkeypatch.setenv("METRICS_CENTER_STAGING", "memory://mc-staging")
+    remote = seed_history(engine=mart, specs=[spec], first=date(2026, 11, 20), end=date(2026, 11, 23))
+    with mart.connect() as conn:
+        after = conn.execute(sa.text("SELECT period_start, dimensions, value FROM metric_value")).all()
+    from airflow.sdk import ObjectStoragePath
+
+    staged = list((ObjectStoragePath("memory://mc-staging") / "lead_conversion_rate").iterdir())
+    assert [s.periods for s in local] == [s.periods for s in remote] == [2]
+
+    def canonical(rows):
+        return sorted(
+            (str(d), json.dumps(dims, sort_keys=True) if isinstance(dims, dict) else dims, v)
+            for d, dims, v in rows
+        )
+
+    assert len(after) == 8
+    assert canonical(after) == canonical(before)
+    assert len(staged) == 2  # one folder per run
