@@ -7,6 +7,7 @@ file is read.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from itertools import pairwise
@@ -21,6 +22,7 @@ from metrics_center.spec import IDENTIFIER, FileSource, MetricSpec, Teams
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
+log = logging.getLogger(__name__)
 START_DATE = datetime(2024, 1, 1)
 BROKEN_TAG = "metric-definition-error"
 
@@ -154,6 +156,8 @@ def build_dags(metrics_dir: Path | None = None, *, only_dag_id: str | None = Non
     for key, loaded in catalog.metrics.items():
         dags[key] = build_metric_dag(loaded.spec, path=loaded.path, teams=catalog.teams)
     for path, problems in catalog.problems.items():
+        for problem in problems:
+            log.warning("metric definition error: %s", problem)
         if path.name == TEAMS_FILE:
             # Without people, approvals cannot be assigned: every metric shows the teams error.
             for metric_path in only or metric_files(metrics_dir):

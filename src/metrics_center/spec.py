@@ -40,12 +40,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-def _check_identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
-        raise ValueError(f"{value!r} is not a safe identifier; {IDENTIFIER_HINT}")
-    return value
-
-
 Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern, description=IDENTIFIER_HINT)]
 
 

@@ -23,15 +23,14 @@ BATCH_ROWS = 100_000
 def _rows_to_table(columns: list[str], rows: list[tuple]) -> pa.Table:
     import pyarrow as pa
 
-    data = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
+    if not rows:
+        return pa.table([pa.array([], pa.string()) for _ in columns], names=columns)
     arrays = []
-    for values in data:
+    for values in zip(*rows, strict=True):
         try:
             arrays.append(pa.array(values))
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types (e.g. Decimal + float): keep as text
             arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-    if not rows:
-        arrays = [pa.array([], pa.string()) for _ in columns]
     return pa.table(arrays, names=columns)
 
 
