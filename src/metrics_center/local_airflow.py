@@ -90,9 +90,6 @@ class Api:
     def post(self, path: str, body: dict) -> Any:
         return self._call("POST", path, body)
 
-    def as_user(self, user: str, password: str) -> Api:
-        return Api(self.base, user=user, password=password)
-
 
 class LocalAirflow:
     """Start/stop the three components as process groups, logging to ``<home>/component-logs``."""
