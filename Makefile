@@ -8,6 +8,7 @@ UV     := $(VENV)/bin/uv
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade >/dev/null
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.9.30
 	$(UV) pip install --quiet --compile-bytecode -p $(PY) -r requirements-dev.txt
 	$(UV) pip install --quiet -p $(PY) --no-deps -e .
