@@ -34,6 +34,7 @@ schema: venv  ## Regenerate the committed JSON Schemas for editors.
 	$(VENV)/bin/metrics-center schema --write schemas
 
 benchmark: venv
+	$(UV) pip install --quiet --compile-bytecode -p $(PY) -r requirements-bench.txt
 	$(PY) benchmarks/parse_dags.py
 	$(PY) benchmarks/publish.py
 

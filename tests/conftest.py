@@ -29,7 +29,7 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:user" for u in USERS),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_passwords),
-        "AIRFLOW__API_AUTH__JWT_SECRET": "metrics-center-tests",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "metrics-center-tests-" + "0" * 64,
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "GX_ANALYTICS_ENABLED": "false",
         "METRICS_CENTER_HOME": str(REPO / "include"),

@@ -31,7 +31,7 @@ def airflow_environment(
     home.mkdir(parents=True, exist_ok=True)
     secret_file = home / "jwt_secret"
     if not secret_file.exists():
-        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.write_text(secrets.token_urlsafe(64))
     (home / "passwords.json").write_text(json.dumps(dict(passwords)))
     env = {
         "AIRFLOW_HOME": str(home),
