@@ -37,6 +37,23 @@ def _states(dag_run) -> dict[str, str]:
         return {ti.task_id: str(ti.state) for ti in tis}
 
 
+def _approval_body(dag_run, task_id: str) -> str:
+    from airflow.models import TaskInstance
+    from airflow.models.hitl import HITLDetail
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.scalar(
+            sa.select(HITLDetail.body)
+            .join(TaskInstance, TaskInstance.id == HITLDetail.ti_id)
+            .where(
+                TaskInstance.dag_id == dag_run.dag_id,
+                TaskInstance.run_id == dag_run.run_id,
+                TaskInstance.task_id == task_id,
+            )
+        )
+
+
 def _current(engine, metric_key: str) -> list[sa.Row]:
     from metrics_center.mart.tables import metric_value_current as v
 
@@ -82,6 +99,12 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
     )
     assert [status for _, status, _ in responder.statuses] == [200, 200]
     assert str(dag_run.state) == "success", _states(dag_run)
+    body = _approval_body(dag_run, "approve_finance_sign_off")
+    assert "period **2026-11-26 (day)**" in body
+    assert "**Quality checks**: 3/3 passed" in body
+    assert "`orders`: " in body and "from finance/refunds_2026-11-27.csv" in body
+    assert "sales review: approved by bob" in body
+    assert "already published" not in body
 
     rows = _current(mart, "gmv_daily")
     expected = _expected_gmv(demo_data.root, date(2026, 11, 26))
@@ -168,6 +191,7 @@ def test_running_the_same_day_twice_leaves_one_current_value_per_key(mart):
     before = _current(mart, "gmv_daily")
     second, _ = _run("gmv_daily", answers)
     after = _current(mart, "gmv_daily")
+    assert "This period is already published" in _approval_body(second, "approve_sales_review")
     assert str(first.state) == str(second.state) == "success"
     assert len(after) == len(before) == 12
     assert [r.value for r in after] == [r.value for r in before]

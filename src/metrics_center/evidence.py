@@ -31,6 +31,7 @@ def approval_body(
     previous_period: str,
     transform: dict[str, Any],
     previous: dict[str, float | None],
+    already_published: dict[str, float | None],
     sources: list[dict[str, Any]],
     quality: list[dict[str, Any]],
     earlier_approvals: list[str],
@@ -43,6 +44,13 @@ def approval_body(
         f"Total: **{_fmt(transform.get('total'), unit)}** over {transform.get('rows', 0)} row(s); "
         f"vs {previous_period}: {_change(transform.get('total'), total_prev)}"
     )
+    if already_published:
+        published_total = sum(v for v in already_published.values() if v is not None)
+        lines.append(
+            f"\n⚠️ **This period is already published** (total {_fmt(published_total, unit)}): approving "
+            f"publishes a restatement ({_change(transform.get('total'), published_total)}); the old values stay "
+            "in the history."
+        )
     values = transform.get("values")
     if values:
         lines += ["", "| period | dimensions | value | previous | change |", "|---|---|---|---|---|"]

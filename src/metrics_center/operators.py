@@ -180,8 +180,9 @@ class MetricApprovalOperator(ApprovalOperator):
             if stage.slug == self.stage.slug:
                 break
             answer = ti.xcom_pull(task_ids=approve_task_id(self.spec, stage)) or {}
-            who = (answer.get("responded_by_user") or {}).get("id", "?")
+            who = (answer.get("responded_by_user") or {}).get("id") or "the timeout default"
             earlier.append(f"{stage.name}: approved by {who}")
+        engine = get_engine()
         return approval_body(
             name=self.spec.name,
             unit=self.spec.unit,
@@ -189,7 +190,8 @@ class MetricApprovalOperator(ApprovalOperator):
             stage=self.stage.name,
             previous_period=previous.label(),
             transform=transform,
-            previous=current_values(get_engine(), metric_key=self.spec.key, period_start=previous.start),
+            previous=current_values(engine, metric_key=self.spec.key, period_start=previous.start),
+            already_published=current_values(engine, metric_key=self.spec.key, period_start=period.start),
             sources=[s for s in sources if s],
             quality=quality,
             earlier_approvals=earlier,
