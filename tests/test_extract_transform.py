@@ -172,3 +172,26 @@ def test_transform_result_is_typed_and_ordered(data_root, tmp_path, monkeypatch)
     assert summary["periods"] == ["2026-11-26"]
     assert summary["total"] == 3.0
     assert [v["region"] for v in summary["values"]] == ["east", "west"]
+
+
+def test_staging_prune_removes_only_old_runs(data_root, tmp_path):
+    import os
+    import time
+    from datetime import timedelta
+
+    from metrics_center.tasks.retention import prune_staging
+
+    pd.DataFrame({"region": ["east"], "amount": [1.0]}).to_csv(data_root / "s.csv", index=False)
+    spec = _spec({"s": {"path": "s.csv"}})
+    old = extract_source(spec=spec, source_name="s", context={**CONTEXT, "run_id": "old_run"})
+    extract_source(spec=spec, source_name="s", context={**CONTEXT, "run_id": "new_run"})
+    month_ago = time.time() - 30 * 86400
+    for part in (tmp_path / "staging" / "m" / "old_run").rglob("*.parquet"):
+        os.utime(part, (month_ago, month_ago))
+    assert prune_staging(older_than=timedelta(days=14), dry_run=True).runs == 1
+    assert (tmp_path / "staging" / "m" / "old_run").exists()
+    pruned = prune_staging(older_than=timedelta(days=14))
+    assert (pruned.runs, pruned.files) == (1, 1)
+    assert not (tmp_path / "staging" / "m" / "old_run").exists()
+    assert (tmp_path / "staging" / "m" / "new_run" / "sources" / "s").is_dir()
+    assert old["rows"] == 1

@@ -99,6 +99,16 @@ def _demo_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _staging_prune(args: argparse.Namespace) -> int:
+    from metrics_center.spec import parse_duration
+    from metrics_center.tasks.retention import prune_staging
+
+    pruned = prune_staging(older_than=parse_duration(args.older_than), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {pruned.runs} staged run(s), {pruned.files} file(s) under {settings.staging_root()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metrics-center", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="SQLAlchemy URL (default: connection metrics_mart, else SQLite in $AIRFLOW_HOME)"
     )
     up.set_defaults(func=_mart_upgrade)
+
+    staging = sub.add_parser("staging", help="the staging area of extracted and transformed Parquet")
+    staging_sub = staging.add_subparsers(dest="staging_command", required=True)
+    prune = staging_sub.add_parser("prune", help="delete staged runs older than a duration")
+    prune.add_argument("--older-than", default="14d", help="e.g. 36h, 14d, 2w (default 14d)")
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    prune.set_defaults(func=_staging_prune)
 
     demo = sub.add_parser("demo", help="the demo company")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
