@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 WAIT_BEFORE_ANSWER_S = 1.2  # Airflow 3.3.2 fails a task answered < ~1 s after it starts waiting
@@ -23,6 +24,7 @@ class Responder:
     dag_id: str
     answers: list[Answer]
     timeout_s: float = 60
+    before_answer: dict[int, Callable[[], None]] = field(default_factory=dict)  # by answer index
     statuses: list[tuple[Answer, int, dict]] = field(default_factory=list)
     error: BaseException | None = None
     _thread: threading.Thread | None = None
@@ -44,8 +46,10 @@ class Responder:
             from fastapi.testclient import TestClient
 
             client = TestClient(create_app())
-            for answer in self.answers:
+            for index, answer in enumerate(self.answers):
                 run_id = self._wait_awaiting(answer.task_id)
+                if index in self.before_answer:
+                    self.before_answer[index]()
                 time.sleep(WAIT_BEFORE_ANSWER_S)
                 token = client.post(
                     "/auth/token", json={"username": answer.user, "password": f"{answer.user}-pw"}

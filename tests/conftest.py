@@ -104,7 +104,8 @@ def mart(request, monkeypatch, tmp_path):
         with engine.begin() as conn:  # each test starts from an empty mart
             conn.execute(
                 sa.text(
-                    "TRUNCATE metric_value, publication, metric_definition, quality_result, approval_event"
+                    "TRUNCATE metric_value, publication, metric_definition, quality_result, approval_event,"
+                    " metric_run"
                 )
             )
     yield engine

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from metrics_center.definition import load_definition
 from metrics_center.loader import load_catalog
-from metrics_center.operators import definition_document
 
 INCLUDE = Path(__file__).resolve().parents[1] / "include"
 
 
 def _digest(home: Path) -> str:
     catalog = load_catalog(home / "metrics", sql_root=home / "sql")
-    return definition_document(catalog.metrics["gmv_daily"].spec)[1]
+    return load_definition(catalog.metrics["gmv_daily"].spec).meaning_hash
 
 
 @pytest.fixture
@@ -58,3 +58,15 @@ def test_meaning_edits_change_the_hash(home, file, old, new):
     assert old in path.read_text()
     path.write_text(path.read_text().replace(old, new, 1))
     assert _digest(home) != before
+
+
+def test_the_effective_time_zone_is_part_of_the_meaning(home, monkeypatch):
+    """METRICS_CENTER_TIMEZONE moves every period boundary of a metric without `timezone:`."""
+    monkeypatch.delenv("METRICS_CENTER_TIMEZONE", raising=False)
+    utc = _digest(home)
+    monkeypatch.setenv("METRICS_CENTER_TIMEZONE", "Asia/Shanghai")
+    shanghai = _digest(home)
+    assert shanghai != utc
+    path = home / "metrics" / "gmv_daily.yaml"
+    path.write_text(path.read_text().replace("grain: day\n", "grain: day\ntimezone: Asia/Shanghai\n", 1))
+    assert _digest(home) == shanghai  # the same zone, written in the YAML: the same meaning

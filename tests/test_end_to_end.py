@@ -100,7 +100,7 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
     assert [status for _, status, _ in responder.statuses] == [200, 200]
     assert str(dag_run.state) == "success", _states(dag_run)
     body = _approval_body(dag_run, "approve_finance_sign_off")
-    assert "period **2026-11-26 (day)**" in body
+    assert "period **2026-11-26 (day, UTC)**" in body
     assert "**Quality checks**: 3/3 passed" in body
     assert "`orders`: " in body and "from finance/refunds_2026-11-27.csv" in body
     assert "sales review: approved by bob" in body
@@ -118,8 +118,14 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
 
     with mart.connect() as conn:
         decisions = conn.execute(
-            sa.text("SELECT stage, decision, decided_by FROM approval_event ORDER BY id")
+            sa.text(
+                "SELECT stage, decision, decided_by FROM approval_event WHERE decision <> 'requested' ORDER BY id"
+            )
         ).all()
+        requests = conn.execute(
+            sa.text("SELECT stage, result_hash FROM approval_event WHERE decision = 'requested' ORDER BY id")
+        ).all()
+        run = conn.execute(sa.text("SELECT state, result_hash, publication_id FROM metric_run")).one()
         quality = conn.execute(
             sa.text("SELECT count(*), sum(CASE WHEN success THEN 1 ELSE 0 END) FROM quality_result")
         ).one()
@@ -128,6 +134,9 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
         ("sales review", "approved", "bob"),
         ("finance sign-off", "approved", "carol"),
     ]
+    assert [stage for stage, _ in requests] == ["sales review", "finance sign-off"]
+    assert {result_hash for _, result_hash in requests} == {run.result_hash}  # both saw the published result
+    assert run.state == "published" and run.publication_id is not None
     assert tuple(quality) == (3, 3)
     assert [tuple(d) for d in dictionary] == [("gmv_daily", 1)]
 
@@ -149,9 +158,9 @@ def test_reject_publishes_nothing_and_unassigned_user_is_refused(mart):
     assert _current(mart, "gmv_daily") == []
     with mart.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 0
-        assert conn.execute(sa.text("SELECT decision, decided_by FROM approval_event")).all() == [
-            ("rejected", "bob")
-        ]
+        assert conn.execute(
+            sa.text("SELECT decision, decided_by FROM approval_event WHERE decision <> 'requested'")
+        ).all() == [("rejected", "bob")]
 
 
 @pytest.mark.usefixtures("airflow_db", "demo_data")

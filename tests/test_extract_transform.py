@@ -160,12 +160,14 @@ def test_transform_result_is_typed_and_ordered(data_root, tmp_path, monkeypatch)
         {
             **_spec({"s": {"path": "s.csv"}}).model_dump(),
             "dimensions": ["region"],
+            "aggregation": "sum",
             "transform": {"sql": "t.sql"},
         }
     )
     extract_source(spec=spec, source_name="s", context=CONTEXT)
     summary = transform(spec=spec, context=CONTEXT)
-    table = read_result(spec=spec, context=CONTEXT)
+    table, digest = read_result(spec=spec, context=CONTEXT)
+    assert digest == summary["result_hash"]
     assert table.column_names == ["period_start", "region", "value"]
     assert str(table.schema.field("period_start").type) == "date32[day]"
     assert str(table.schema.field("value").type) == "double"
@@ -174,6 +176,7 @@ def test_transform_result_is_typed_and_ordered(data_root, tmp_path, monkeypatch)
     assert [v["region"] for v in summary["values"]] == ["east", "west"]
 
 
+@pytest.mark.usefixtures("airflow_db")
 def test_staging_prune_removes_only_old_runs(data_root, tmp_path):
     import os
     import time

@@ -147,6 +147,7 @@ def test_template_vars():
     assert period.template_vars() == {
         "period_start": "2026-11-26",
         "period_end": "2026-11-27",
+        "period_last_day": "2026-11-26",
         "period_ds": "2026-11-26",
         "period_ds_nodash": "20261126",
         "grain": "day",

@@ -33,7 +33,8 @@ def _validate(args: argparse.Namespace) -> int:
         else:
             metrics_dir, only = target.parent, [target]
         sql_root = Path(args.sql_root) if args.sql_root else metrics_dir.parent / "sql"
-        catalog = load_catalog(metrics_dir, sql_root=sql_root, only=only)
+        # A CLI may import Great Expectations (DAG parsing may not): build every rule through GX's model.
+        catalog = load_catalog(metrics_dir, sql_root=sql_root, only=only, check_with_gx=True)
         checked += len(catalog.metrics) + sum(1 for p in catalog.problems if not p.name.startswith("_"))
         for file_problems in catalog.problems.values():
             for problem in file_problems:
@@ -101,11 +102,19 @@ def _demo_history(args: argparse.Namespace) -> int:
 
 def _staging_prune(args: argparse.Namespace) -> int:
     from metrics_center.spec import parse_duration
-    from metrics_center.tasks.retention import prune_staging
+    from metrics_center.tasks.retention import MetadataDatabaseUnavailable, prune_staging
 
-    pruned = prune_staging(older_than=parse_duration(args.older_than), dry_run=args.dry_run)
+    older_than = parse_duration(args.older_than)
+    try:
+        pruned = prune_staging(older_than=older_than, dry_run=args.dry_run)
+    except MetadataDatabaseUnavailable as exc:
+        print(f"metrics-center staging prune: {exc}", file=sys.stderr)
+        return 1
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {pruned.runs} staged run(s), {pruned.files} file(s) under {settings.staging_root()}")
+    if pruned.kept_unfinished:
+        runs = ", ".join(str(run) for run in pruned.kept_unfinished)
+        print(f"kept {len(pruned.kept_unfinished)} unfinished run(s): {runs}")
     return 0
 
 
@@ -137,7 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     staging = sub.add_parser("staging", help="the staging area of extracted and transformed Parquet")
     staging_sub = staging.add_subparsers(dest="staging_command", required=True)
-    prune = staging_sub.add_parser("prune", help="delete staged runs older than a duration")
+    prune = staging_sub.add_parser(
+        "prune",
+        help="delete staged runs older than a duration, except runs that have not finished",
+        description="Delete <staging>/<metric>/<run>/ folders whose newest file is older than --older-than. "
+        "Runs still queued or running in Airflow (e.g. waiting for approval) are kept whatever their age, "
+        "so this needs Airflow's metadata database: run it where the scheduler runs, not inside a task.",
+    )
     prune.add_argument("--older-than", default="14d", help="e.g. 36h, 14d, 2w (default 14d)")
     prune.add_argument("--dry-run", action="store_true", help="only count what would go")
     prune.set_defaults(func=_staging_prune)

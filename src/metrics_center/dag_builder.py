@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metrics_center import settings
+from metrics_center.definition import effective_timezone, render_doc
 from metrics_center.errors import SpecProblem
 from metrics_center.loader import TEAMS_FILE, load_catalog, metric_files
-from metrics_center.spec import IDENTIFIER, FileSource, MetricSpec, Teams
+from metrics_center.spec import IDENTIFIER, MetricSpec, Teams
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -25,38 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 START_DATE = datetime(2024, 1, 1)
 BROKEN_TAG = "metric-definition-error"
-
-
-def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
-    """The definition for people: meaning, formula, sources, owners, approvers."""
-    lines = [
-        f"# {spec.name} (`{spec.key}` v{spec.version})",
-        "",
-        spec.description,
-        "",
-        f"- **Department**: {spec.department} · **Owner**: {spec.owner} · **Unit**: {spec.unit}",
-        f"- **Grain**: {spec.grain} · **Schedule**: {spec.schedule or 'manual'} · "
-        f"**Dimensions**: {', '.join(spec.dimensions) or '(none)'}",
-    ]
-    if spec.formula:
-        lines.append(f"- **Formula**: {spec.formula}")
-    lines += ["", "**Sources**", ""]
-    for name, source in spec.sources.items():
-        if isinstance(source, FileSource):
-            lines.append(f"- `{name}`: file `{source.path}`")
-        else:
-            lines.append(f"- `{name}`: `{source.sql}` on connection `{source.conn_id}`")
-    lines += ["", f"**Transform**: `{spec.transform.sql}`", "", "**Approval**", ""]
-    for i, stage in enumerate(spec.approval.stages, 1):
-        lines.append(f"{i}. {stage.name}: {', '.join(stage.approvers)}")
-    lines.append(f"\nTimeout {spec.approval.timeout} per stage, then {spec.approval.on_timeout}.")
-    if spec.quality:
-        lines += ["", "**Quality rules**", ""]
-        lines += [f"- `{rule.expect}` {rule.kwargs or ''}" for rule in spec.quality]
-    lines += ["", f"**Change note (v{spec.version})**: {spec.change_note}"]
-    if path is not None:
-        lines.append(f"\n_Defined in `{path.name}`._")
-    return "\n".join(lines)
 
 
 def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams | None = None) -> DAG:
@@ -72,7 +41,7 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         approve_task_id,
     )
 
-    timezone = spec.timezone or settings.business_timezone()
+    timezone = effective_timezone(spec)
     schedule = CronTriggerTimetable(spec.schedule, timezone=timezone) if spec.schedule else None
     with DAG(
         dag_id=spec.key,
@@ -80,7 +49,8 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         schedule=schedule,
         start_date=START_DATE,
         catchup=False,
-        max_active_runs=1,
+        # No max_active_runs=1: a run waiting a day for approval must not queue every other period.
+        # Two runs of the *same* period are refused by register_definition instead.
         tags=sorted({spec.department, f"owner:{spec.owner}", "metric", *spec.tags}),
         owner_links={},
         doc_md=render_doc(spec, path=path),
@@ -155,16 +125,19 @@ def build_dags(metrics_dir: Path | None = None, *, only_dag_id: str | None = Non
     dags: dict[str, DAG] = {}
     for key, loaded in catalog.metrics.items():
         dags[key] = build_metric_dag(loaded.spec, path=loaded.path, teams=catalog.teams)
-    for path, problems in catalog.problems.items():
+    for problems in catalog.problems.values():
         for problem in problems:
             log.warning("metric definition error: %s", problem)
-        if path.name == TEAMS_FILE:
-            # Without people, approvals cannot be assigned: every metric shows the teams error.
-            for metric_path in only or metric_files(metrics_dir):
-                dag_id = placeholder_dag_id(metric_path)
-                dags.pop(dag_id, None)
-                dags[dag_id] = build_broken_dag(dag_id=dag_id, path=path, problems=problems)
-            continue
+    if teams_problems := catalog.problems.get(metrics_dir / TEAMS_FILE):
+        # Without people, approvals cannot be assigned: every metric shows the teams error (once, with
+        # its own problems, if any, beside it).
+        for metric_path in only or metric_files(metrics_dir):
+            dag_id = placeholder_dag_id(metric_path)
+            dags.pop(dag_id, None)
+            problems = teams_problems + catalog.problems.get(metric_path, [])
+            dags[dag_id] = build_broken_dag(dag_id=dag_id, path=metric_path, problems=problems)
+        return dags
+    for path, problems in catalog.problems.items():
         dag_id = placeholder_dag_id(path)
         if dag_id in dags:  # e.g. a duplicate key: keep the good one, show the error beside it
             dag_id = f"broken_{path.stem}"

@@ -39,3 +39,7 @@ class MartError(MetricsCenterError):
 
 class QualityCheckFailed(MetricsCenterError):
     """At least one blocking expectation failed; nothing is published for the run."""
+
+
+class PublishRefused(MetricsCenterError):
+    """``publish`` refused on purpose (not approved, stale definition, newer data published); nothing written."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from metrics_center.dimensions import dimensions_key
+
 MAX_ROWS_SHOWN = 20
 
 
@@ -29,7 +31,9 @@ def approval_body(
     period: str,
     stage: str,
     previous_period: str,
-    transform: dict[str, Any],
+    rows: int,
+    total: float | None,
+    values: list[dict[str, Any]],
     previous: dict[str, float | None],
     already_published: dict[str, float | None],
     sources: list[dict[str, Any]],
@@ -37,36 +41,43 @@ def approval_body(
     earlier_approvals: list[str],
     doc: str,
 ) -> str:
-    """Markdown for the HITL body (shown in the Airflow UI, Slack and the plugin page)."""
+    """Markdown for the HITL body (shown in the Airflow UI, Slack and the plugin page).
+
+    ``total`` is given only for additive metrics (``aggregation: sum``): the sum of four regions'
+    conversion rates is not a number anyone should approve.
+    """
     lines = [f"**{name}** — period **{period}** — stage **{stage}**", ""]
-    total_prev = sum(v for v in previous.values() if v is not None) if previous else None
-    lines.append(
-        f"Total: **{_fmt(transform.get('total'), unit)}** over {transform.get('rows', 0)} row(s); "
-        f"vs {previous_period}: {_change(transform.get('total'), total_prev)}"
-    )
-    if already_published:
-        published_total = sum(v for v in already_published.values() if v is not None)
+    if total is not None:
+        total_prev = sum(v for v in previous.values() if v is not None) if previous else None
         lines.append(
-            f"\n⚠️ **This period is already published** (total {_fmt(published_total, unit)}): approving "
-            f"publishes a restatement ({_change(transform.get('total'), published_total)}); the old values stay "
-            "in the history."
+            f"Total: **{_fmt(total, unit)}** over {rows} row(s); vs {previous_period}: {_change(total, total_prev)}"
         )
-    values = transform.get("values")
+    else:
+        lines.append(f"{rows} row(s); no total: this metric is not additive across its dimensions")
+    if already_published:
+        if total is not None:
+            published_total = sum(v for v in already_published.values() if v is not None)
+            what = f"total {_fmt(published_total, unit)}; this result {_change(total, published_total)}"
+        else:
+            what = f"{len(already_published)} value(s)"
+        lines.append(
+            f"\n⚠️ **This period is already published** ({what}): approving publishes a restatement; "
+            "the old values stay in the history."
+        )
     if values:
         lines += ["", "| period | dimensions | value | previous | change |", "|---|---|---|---|---|"]
-        import json
-
         for row in values[:MAX_ROWS_SHOWN]:
             dims = {k: v for k, v in row.items() if k not in ("period_start", "value")}
-            key = json.dumps(dims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            prev = previous.get(key)
-            label = ", ".join(f"{k}={v}" for k, v in dims.items()) or "(total)"
+            prev = previous.get(dimensions_key(dims))
+            label = ", ".join(f"{k}={v}" for k, v in dims.items()) or "(no dimensions)"
             lines.append(
                 f"| {row['period_start']} | {label} | {_fmt(row['value'], unit)} | {_fmt(prev, unit)} "
                 f"| {_change(row['value'], prev)} |"
             )
-        if len(values) > MAX_ROWS_SHOWN:
-            lines.append(f"| … | {len(values) - MAX_ROWS_SHOWN} more rows | | | |")
+        if rows > MAX_ROWS_SHOWN:
+            lines.append(f"| … | {rows - MAX_ROWS_SHOWN} more rows | | | |")
+    elif rows == 0:
+        lines += ["", "**The result is empty**: approving publishes no values for this period."]
     lines += ["", "**Rows extracted per source**", ""]
     lines += [f"- `{s['source']}`: {s['rows']:,} rows from {s['origin']}" for s in sources]
     passed = sum(1 for q in quality if q["success"])

@@ -1,11 +1,13 @@
 """A small local Airflow (api-server + scheduler + dag-processor) for the demo and the slow tests.
 
 Sized for a 2-core machine: LocalExecutor with parallelism 4, one API worker. Users come from
-SimpleAuthManager with passwords we choose, so scripts can log in through the real REST API.
+SimpleAuthManager with passwords we choose, so scripts can log in through the real REST API. The
+api-server listens on 127.0.0.1 unless asked otherwise: those passwords are known to everyone.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -24,10 +26,60 @@ REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
 
+#: Where the api-server listens unless asked otherwise: this machine only.
+DEFAULT_HOST = "127.0.0.1"
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def is_loopback(host: str) -> bool:
+    """True if only this machine can reach ``host`` (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to may be reachable from elsewhere
+
+
+def api_url(*, host: str, port: int) -> str:
+    """The URL at which this machine reaches an api-server listening on ``host`` (wildcards → loopback)."""
+    connect = _WILDCARDS.get(host, host)
+    return f"http://[{connect}]:{port}" if ":" in connect else f"http://{connect}:{port}"
+
+
+def listen_notice(*, host: str, port: int) -> list[str]:
+    """Where the api-server listens, for a person; plus a warning when that is beyond this machine."""
+    if is_loopback(host):
+        where = "this machine only"
+    elif host in _WILDCARDS:
+        where = "every network interface of this machine"
+    else:
+        where = "reachable from the network"
+    address = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+    lines = [f"the api-server listens on {address} ({where})"]
+    if not is_loopback(host):
+        lines.append(
+            f"WARNING: the api-server is open beyond this machine ({address}): anyone who can reach it can log "
+            "in with the demo passwords (admin/admin, bob/bob, …) and approve numbers. "
+            "Unset DEMO_HOST to listen on 127.0.0.1 only."
+        )
+    return lines
+
+
 def airflow_environment(
-    *, home: Path, port: int, passwords: Mapping[str, str], roles: Mapping[str, str], extra: Mapping[str, str]
+    *,
+    home: Path,
+    port: int,
+    passwords: Mapping[str, str],
+    roles: Mapping[str, str],
+    extra: Mapping[str, str],
+    host: str = DEFAULT_HOST,
 ) -> dict[str, str]:
-    """Environment for every Airflow process of one local installation."""
+    """Environment for every Airflow process of one local installation.
+
+    The api-server listens on ``host`` (``[api] host``): 127.0.0.1 by default, so that nobody else on the
+    network can log in with the known passwords; ``0.0.0.0`` opens it on purpose.
+    """
     home.mkdir(parents=True, exist_ok=True)
     secret_file = home / "jwt_secret"
     if not secret_file.exists():
@@ -43,9 +95,10 @@ def airflow_environment(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in roles.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        "AIRFLOW__API__HOST": host,
         "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__API__BASE_URL": api_url(host=host, port=port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url(host=host, port=port)}/execution/",
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "GX_ANALYTICS_ENABLED": "false",
@@ -97,6 +150,8 @@ class LocalAirflow:
     def __init__(self, *, env: dict[str, str], port: int) -> None:
         self.env, self.port = env, port
         self.home = Path(env["AIRFLOW_HOME"])
+        #: Where this machine reaches the api-server (``[api] base_url`` of :func:`airflow_environment`).
+        self.url = env.get("AIRFLOW__API__BASE_URL", f"http://127.0.0.1:{port}").rstrip("/")
         self.bin = Path(sys.executable).parent
         self.processes: list[subprocess.Popen] = []
 
@@ -104,10 +159,10 @@ class LocalAirflow:
         """Run a one-off command (``airflow db migrate``, ``metrics-center …``) in this environment."""
         subprocess.run([str(self.bin / cmd[0]), *cmd[1:]], env=self.env, check=True)
 
-    def start(self) -> LocalAirflow:
+    def start(self, *, components: tuple[str, ...] = COMPONENTS) -> LocalAirflow:
         logs = self.home / "component-logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for component in COMPONENTS:
+        for component in components:
             log = (logs / f"{component}.log").open("ab")
             self.processes.append(
                 subprocess.Popen(
@@ -146,7 +201,7 @@ class LocalAirflow:
         raise TimeoutError(f"timed out waiting for {what}; see {self.home / 'component-logs'}")
 
     def api(self, *, user: str, password: str) -> Api:
-        return Api(f"http://localhost:{self.port}", user=user, password=password)
+        return Api(self.url, user=user, password=password)
 
     def wait_for_dags(self, api: Api, dag_ids: list[str]) -> None:
         def parsed() -> bool:

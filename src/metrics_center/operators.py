@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator
 
-from metrics_center import settings
 from metrics_center.spec import ApprovalStage, MetricSpec, Teams
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from sqlalchemy import Engine
 
+    from metrics_center.mart.runs import RunRecord
 
-MEANING_FIELDS = (
-    "key",
-    "name",
-    "description",
-    "unit",
-    "grain",
-    "timezone",
-    "formula",
-    "dimensions",
-    "sources",
-    "transform",
-)
-
-
-def definition_document(spec: MetricSpec) -> tuple[dict[str, Any], str]:
-    """The definition as stored in the mart (YAML + the SQL it uses) and the SHA-256 of its *meaning*.
-
-    Only what changes the numbers is hashed: sources, SQL, grain, dimensions, unit, wording. Owners,
-    schedule, quality rules, approvers and subscribers are operational and may change within a version.
-    """
-    sql = {spec.transform.sql: (settings.sql_dir() / spec.transform.sql).read_text()}
-    for source in spec.sources.values():
-        if (path := getattr(source, "sql", None)) is not None:
-            sql[path] = (settings.sql_dir() / path).read_text()
-    full = spec.model_dump(mode="json")
-    meaning = {"spec": {k: full[k] for k in MEANING_FIELDS}, "sql": sql}
-    digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
-    return {"spec": full, "sql": sql}, digest
+log = logging.getLogger(__name__)
+ACTIVE_RUN_STATES = frozenset({"queued", "running"})
 
 
 class _MetricTask(BaseOperator):
@@ -55,19 +29,72 @@ class _MetricTask(BaseOperator):
 
 
 class RegisterDefinitionOperator(_MetricTask):
-    """Migrate the mart if needed and record this version of the definition (refuses silent edits)."""
+    """Record this version of the definition (refuses silent edits) and start the run under it.
+
+    The run's version, meaning hash, time zone and period are stored in the mart's run register;
+    ``publish`` uses them, not the YAML it happens to parse later. A second run of a period that is
+    still in flight is refused here. The mart must already be migrated (``metrics-center mart
+    upgrade``): tasks hold no DDL rights.
+    """
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from metrics_center.definition import load_definition
         from metrics_center.mart.definitions import register_definition
         from metrics_center.mart.engine import get_engine
-        from metrics_center.mart.migrate import upgrade
+        from metrics_center.mart.migrate import require_current
+        from metrics_center.mart.runs import start_run
+        from metrics_center.runtime import run_period
 
         engine = get_engine()
-        upgrade(engine)
-        document, digest = definition_document(self.spec)
-        status = register_definition(engine, spec=self.spec, definition=document, definition_hash=digest)
-        self.log.info("%s v%s: %s (%s)", self.spec.key, self.spec.version, status, digest[:12])
-        return {"version": self.spec.version, "hash": digest, "status": status}
+        require_current(engine)
+        definition = load_definition(self.spec)
+        status = register_definition(
+            engine, spec=self.spec, definition=definition.document, definition_hash=definition.meaning_hash
+        )
+        period = run_period(context, self.spec)
+        restatement = bool((context["dag_run"].conf or {}).get("restate", False))
+        ti = context["ti"]
+        start_run(
+            engine,
+            metric_key=self.spec.key,
+            run_id=context["run_id"],
+            definition_version=self.spec.version,
+            definition_hash=definition.meaning_hash,
+            timezone=definition.timezone,
+            period=period,
+            restatement=restatement,
+            is_active=lambda run_id: _run_is_active(ti, dag_id=self.dag_id, run_id=run_id),
+        )
+        self.log.info(
+            "%s v%s: %s (%s); computing %s (%s)%s",
+            self.spec.key,
+            self.spec.version,
+            status,
+            definition.meaning_hash[:12],
+            period.label(),
+            definition.timezone,
+            " as an explicit restatement" if restatement else "",
+        )
+        return {
+            "version": self.spec.version,
+            "hash": definition.meaning_hash,
+            "status": status,
+            "period": period.label(),
+            "timezone": definition.timezone,
+            "restatement": restatement,
+        }
+
+
+def _run_is_active(ti: Any, *, dag_id: str, run_id: str) -> bool:
+    """Whether Airflow still has ``run_id`` queued or running (a missing run is not active)."""
+    try:
+        state = ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
+    except Exception as exc:  # a deleted run: its claim on the period is void
+        log.warning(
+            "cannot read the state of run %s of %s (%s); treating it as finished", run_id, dag_id, exc
+        )
+        return False
+    return str(state) in ACTIVE_RUN_STATES
 
 
 class ExtractOperator(_MetricTask):
@@ -93,9 +120,19 @@ class TransformOperator(_MetricTask):
     ui_color = "#e9f7ef"
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from metrics_center.mart.engine import get_engine
+        from metrics_center.mart.runs import record_result
         from metrics_center.tasks.transform import transform
 
-        return transform(spec=self.spec, context=context)
+        summary = transform(spec=self.spec, context=context)
+        record_result(
+            get_engine(),
+            metric_key=self.spec.key,
+            run_id=context["run_id"],
+            result_hash=summary["result_hash"],
+            rows=summary["rows"],
+        )
+        return summary
 
 
 class QualityCheckOperator(_MetricTask):
@@ -110,7 +147,8 @@ class QualityCheckOperator(_MetricTask):
         from metrics_center.tasks.quality import raise_on_failures, run_expectations
         from metrics_center.tasks.transform import read_result
 
-        frame = read_result(spec=self.spec, context=context).to_pandas()
+        table, _digest = read_result(spec=self.spec, context=context)
+        frame = table.to_pandas()
         results = run_expectations(frame=frame, rules=list(self.spec.quality), suite_name=self.spec.key)
         record_quality_results(
             get_engine(),
@@ -126,9 +164,11 @@ class QualityCheckOperator(_MetricTask):
 class MetricApprovalOperator(ApprovalOperator):
     """One approval stage of a metric, on Airflow's native human-in-the-loop.
 
-    The body is built when the task runs, so approvers see this run's evidence: the values, the
-    change against the previous published period, rows per source and the quality results. Any one
-    of the stage's approvers may answer; Airflow refuses everyone else (403) and second answers (409).
+    The body is built when the task runs, from this run's staged result (the very bytes ``publish``
+    will write), the quality results stored in the mart and the change against the previous published
+    period. Any one of the stage's approvers may answer; Airflow refuses everyone else (403) and
+    second answers (409). The request and — read back from Airflow's HITL record — the answer are
+    recorded in the mart bound to the result's hash; ``publish`` trusts nothing else.
 
     :param stage: the stage from the metric's ``approval.stages``.
     :param teams: the teams file, to show approvers by name.
@@ -159,99 +199,166 @@ class MetricApprovalOperator(ApprovalOperator):
     template_fields = ("subject",)
 
     def execute(self, context: Context) -> Any:
-        self.body = self._evidence(context)
+        from metrics_center.approvals import record_request
+        from metrics_center.errors import MetricsCenterError
+        from metrics_center.mart.engine import get_engine
+        from metrics_center.mart.runs import get_run
+
+        engine = get_engine()
+        run = get_run(engine, metric_key=self.spec.key, run_id=context["run_id"])
+        if run is None or run.result_hash is None:
+            raise MetricsCenterError(
+                f"no computed result is recorded for run {context['run_id']} of {self.spec.key}; "
+                "clear the whole run so that it is registered and computed before anyone is asked"
+            )
+        self.subject = (
+            f"Approve {self.spec.name} ({self.spec.key} v{run.definition_version}) — {self.stage.name}"
+        )
+        self.body = self._evidence(context, engine=engine, run=run)
+        ti = context["ti"]
+        record_request(
+            engine,
+            metric_key=self.spec.key,
+            run_id=context["run_id"],
+            stage=self.stage,
+            ti_id=str(ti.id),
+            try_number=ti.try_number,
+            result_hash=run.result_hash,
+        )
         return super().execute(context)
 
-    def _evidence(self, context: Context) -> str:
-        from metrics_center.dag_builder import render_doc
-        from metrics_center.evidence import approval_body
-        from metrics_center.mart.audit import current_values
-        from metrics_center.mart.engine import get_engine
-        from metrics_center.runtime import run_period
+    def _evidence(self, context: Context, *, engine: Engine, run: RunRecord) -> str:
+        import pyarrow.compute as pc
 
-        ti = context["ti"]
-        period = run_period(context, self.spec)
+        from metrics_center.approvals import earlier_stages
+        from metrics_center.definition import render_doc
+        from metrics_center.errors import MetricsCenterError
+        from metrics_center.evidence import MAX_ROWS_SHOWN, approval_body
+        from metrics_center.mart.audit import current_values, run_quality_results
+        from metrics_center.periods import period_containing
+        from metrics_center.tasks.transform import read_result
+
+        table, digest = read_result(spec=self.spec, context=context)
+        if digest != run.result_hash:
+            raise MetricsCenterError(
+                "the staged result differs from the one the transform recorded; clear the whole run"
+            )
+        period = period_containing(run.period_start, grain=self.spec.grain)
         previous = period.previous()
-        transform = ti.xcom_pull(task_ids="transform") or {}
-        quality = (ti.xcom_pull(task_ids="quality_check") or {}).get("results", [])
+        ti = context["ti"]
         sources = [ti.xcom_pull(task_ids=f"extract_{name}") or {} for name in self.spec.sources]
-        earlier = []
-        for stage in self.spec.approval.stages:
-            if stage.slug == self.stage.slug:
-                break
-            answer = ti.xcom_pull(task_ids=approve_task_id(self.spec, stage)) or {}
-            who = (answer.get("responded_by_user") or {}).get("id") or "the timeout default"
-            earlier.append(f"{stage.name}: approved by {who}")
-        engine = get_engine()
+        values = [
+            {**row, "period_start": row["period_start"].isoformat()}
+            for row in table.slice(0, MAX_ROWS_SHOWN).to_pylist()
+        ]
         return approval_body(
             name=self.spec.name,
             unit=self.spec.unit,
-            period=f"{period.label()} ({self.spec.grain})",
+            period=f"{period.label()} ({self.spec.grain}, {run.timezone})",
             stage=self.stage.name,
             previous_period=previous.label(),
-            transform=transform,
+            rows=table.num_rows,
+            total=pc.sum(table["value"]).as_py() if self.spec.aggregation == "sum" else None,
+            values=values,
             previous=current_values(engine, metric_key=self.spec.key, period_start=previous.start),
             already_published=current_values(engine, metric_key=self.spec.key, period_start=period.start),
             sources=[s for s in sources if s],
-            quality=quality,
-            earlier_approvals=earlier,
+            quality=run_quality_results(engine, metric_key=self.spec.key, run_id=context["run_id"]),
+            earlier_approvals=earlier_stages(
+                engine, spec=self.spec, run_id=context["run_id"], before=self.stage
+            ),
             doc=render_doc(self.spec, path=None),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        from metrics_center.mart.audit import record_approval_event
+        """Record the answer. ``event`` is Airflow's HITL record as the API server (on an answer) or the
+        scheduler (on a timeout) packed it into the task's resume arguments — not XCom, not editable
+        from the UI. (Airflow 3.3.2's supervisor does not serve a task's own HITL record back to it.)"""
+        from metrics_center.approvals import record_answer
         from metrics_center.mart.engine import get_engine
 
-        user = (event.get("responded_by_user") or {}).get("id") if "error" not in event else None
-        if "error" in event:
-            decision = "timed_out"
-        else:
-            chosen = (event.get("chosen_options") or [""])[0]
-            decision = "approved" if chosen == self.APPROVE else "rejected"
-            if user is None:
-                decision += "_on_timeout"
-        record_approval_event(
+        ti = context["ti"]
+        timed_out = "error" in event
+        responder = None if timed_out else event.get("responded_by_user")
+        decision = record_answer(
             get_engine(),
             metric_key=self.spec.key,
             run_id=context["run_id"],
-            stage=self.stage.name,
-            decision=decision,
-            decided_by=user,
+            stage=self.stage,
+            ti_id=str(ti.id),
+            try_number=ti.try_number,
+            chosen=None if timed_out else event.get("chosen_options"),
+            responded_by=responder.get("id") if responder else None,
+            responded_at=None if timed_out else event.get("responded_at"),
+            timed_out=timed_out,
         )
+        self.log.info("%s: %s", self.stage.name, decision)
         return super().execute_complete(context, event)
 
 
 class PublishOperator(_MetricTask):
-    """Write the approved values to the mart in one transaction and emit the metric's Asset event."""
+    """Write the approved values to the mart in one transaction and emit the metric's Asset event.
+
+    Refuses — failing with a message that names the stage, version or publication, and writing
+    nothing — unless every stage's recorded answer approves this run's staged result, the definition
+    the run registered is still the deployed one, and no newer run already answered these periods.
+    """
 
     ui_color = "#e3f2e1"
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from metrics_center.approvals import approved_by_text, verify_approved
+        from metrics_center.errors import MetricsCenterError, PublishRefused
         from metrics_center.mart.engine import get_engine
         from metrics_center.mart.publish import publish_values
+        from metrics_center.mart.runs import finish_run, get_run
         from metrics_center.tasks.transform import read_result
 
-        ti = context["ti"]
-        approvals = []
-        for stage in self.spec.approval.stages:
-            answer = ti.xcom_pull(task_ids=approve_task_id(self.spec, stage)) or {}
-            who = (answer.get("responded_by_user") or {}).get("id") or "timeout-default"
-            approvals.append(f"{stage.name}: {who}")
-        result = publish_values(
-            get_engine(),
+        engine = get_engine()
+        run_id = context["run_id"]
+        run = get_run(engine, metric_key=self.spec.key, run_id=run_id)
+        if run is None or run.result_hash is None:
+            raise MetricsCenterError(
+                f"run {run_id} of {self.spec.key} has no registered, computed result; nothing published "
+                "— clear the whole run"
+            )
+        try:
+            self._refuse_stale(engine, run)
+            answers = verify_approved(engine, spec=self.spec, run=run)
+            values, digest = read_result(spec=self.spec, context=context)
+            if digest != run.result_hash:
+                raise PublishRefused(
+                    "the staged result is not the one that was approved (it changed after the transform "
+                    "recorded it); nothing published — clear the whole run"
+                )
+            result = publish_values(
+                engine,
+                metric_key=self.spec.key,
+                definition_version=run.definition_version,
+                grain=self.spec.grain,
+                dimensions=list(self.spec.dimensions),
+                values=values,
+                run_id=run_id,
+                approved_by=approved_by_text(answers),
+                periods=[run.period_start],
+                data_as_of=run.started_at,
+                restatement=run.restatement,
+            )
+        except PublishRefused as exc:
+            finish_run(engine, metric_key=self.spec.key, run_id=run_id, state="refused", detail=str(exc))
+            raise
+        finish_run(
+            engine,
             metric_key=self.spec.key,
-            definition_version=self.spec.version,
-            grain=self.spec.grain,
-            dimensions=list(self.spec.dimensions),
-            values=read_result(spec=self.spec, context=context),
-            run_id=context["run_id"],
-            approved_by="; ".join(approvals),
+            run_id=run_id,
+            state="published",
+            publication_id=result.publication_id,
         )
         periods = [p.isoformat() for p in result.periods]
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {
                 "metric_key": self.spec.key,
-                "version": self.spec.version,
+                "version": run.definition_version,
                 "periods": periods,
                 "rows": result.rows,
                 "publication_id": result.publication_id,
@@ -271,6 +378,30 @@ class PublishOperator(_MetricTask):
             "already_published": result.already_published,
             "superseded": result.superseded,
         }
+
+    def _refuse_stale(self, engine: Engine, run: RunRecord) -> None:
+        """The values were computed under ``run``'s definition: refuse if that is no longer the one in force."""
+        from metrics_center.definition import load_definition
+        from metrics_center.errors import PublishRefused
+        from metrics_center.mart.definitions import newest_version
+
+        deployed = load_definition(self.spec)
+        newest = newest_version(engine, metric_key=self.spec.key)
+        if (
+            deployed.meaning_hash == run.definition_hash
+            and self.spec.version == run.definition_version
+            and (newest is None or newest <= run.definition_version)
+        ):
+            return
+        now = f"v{self.spec.version} ({deployed.meaning_hash[:12]})"
+        if newest is not None and newest > self.spec.version:
+            now += f"; v{newest} is registered in the mart"
+        raise PublishRefused(
+            f"{self.spec.key}'s definition changed while this run waited: the run computed v{run.definition_version} "
+            f"({run.definition_hash[:12]}, {run.timezone}), the definition in force is {now}. Its approved values "
+            "are stale; nothing published — re-run the period (clear the whole run) to compute it under the "
+            "new definition"
+        )
 
 
 def approve_task_id(spec: MetricSpec, stage: ApprovalStage) -> str:

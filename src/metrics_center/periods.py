@@ -37,6 +37,7 @@ class Period:
         return {
             "period_start": self.start.isoformat(),
             "period_end": self.end.isoformat(),
+            "period_last_day": (self.end - timedelta(days=1)).isoformat(),
             "period_ds": self.start.isoformat(),
             "period_ds_nodash": self.start.strftime("%Y%m%d"),
             "grain": self.grain,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from metrics_center import settings
+from metrics_center.definition import effective_timezone
+from metrics_center.errors import MetricsCenterError
 from metrics_center.periods import Period, period_for_run
 from metrics_center.spec import MetricSpec
 
@@ -23,24 +26,45 @@ def run_instant(context: Context) -> datetime:
 
 
 def run_period(context: Context, spec: MetricSpec) -> Period:
-    timezone = spec.timezone or settings.business_timezone()
-    return period_for_run(run_instant(context), grain=spec.grain, timezone=timezone)
+    return period_for_run(run_instant(context), grain=spec.grain, timezone=effective_timezone(spec))
 
 
-def render(template: str, *, context: Context, spec: MetricSpec) -> str:
-    """Render a SQL file or a path with the run's context plus the period variables.
+def template_variables(context: Context, spec: MetricSpec) -> dict[str, str]:
+    """The only variables a metric's SQL files and paths see — all in the business time zone.
+
+    Deliberately not Airflow's context: ``ds`` there is the UTC date (a Shanghai metric would read the
+    wrong day's export), and ``params``/``conf``/``var``/``conn`` would let whoever can trigger a run
+    inject SQL or paths.
+    """
+    timezone = effective_timezone(spec)
+    local = run_instant(context).astimezone(ZoneInfo(timezone))
+    return {
+        "ds": local.strftime("%Y-%m-%d"),
+        "ds_nodash": local.strftime("%Y%m%d"),
+        "logical_date": local.isoformat(),
+        "timezone": timezone,
+        **run_period(context, spec).template_vars(),
+    }
+
+
+def render(template: str, *, context: Context, spec: MetricSpec, what: str = "template") -> str:
+    """Render a SQL file or a path in Jinja's sandbox with :func:`template_variables` only.
 
     Undefined variables raise, so a typo in a template fails the task instead of querying ``''``.
     """
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-    instant = run_instant(context)
-    # Manual runs may have no logical date, hence no ``ds``: fall back to run_after's day.
-    fallback = {"ds": instant.strftime("%Y-%m-%d"), "ds_nodash": instant.strftime("%Y%m%d")}
-    given = {k: v for k, v in context.items() if v is not None}
-    variables: dict[str, Any] = {**fallback, **given, **run_period(context, spec).template_vars()}
-    return env.from_string(template).render(**variables)
+    variables = template_variables(context, spec)
+    env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        return env.from_string(template).render(**variables)
+    except jinja2.UndefinedError as exc:
+        raise MetricsCenterError(
+            f"{what}: {exc.message}; templates see only {', '.join(sorted(variables))} (see README, Templates)"
+        ) from None
+    except jinja2.TemplateError as exc:
+        raise MetricsCenterError(f"{what}: cannot render the template: {exc}") from None
 
 
 def staging_dir(context: Context, spec: MetricSpec) -> ObjectStoragePath:

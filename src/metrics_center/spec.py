@@ -158,6 +158,13 @@ class MetricSpec(_Strict):
     timezone: str | None = Field(default=None, description="IANA zone closing the period; default env.")
     formula: str | None = Field(default=None, description="Human-readable formula shown in docs.")
     dimensions: list[Identifier] = Field(default_factory=list)
+    aggregation: Literal["sum", "none"] = Field(
+        default="none",
+        description=(
+            "How values combine across dimensions: sum (additive, e.g. GMV: the evidence shows a total) or "
+            "none (ratios, averages, distinct counts: no total is shown unless the SQL returns one)."
+        ),
+    )
     sources: dict[Identifier, SqlSource | FileSource] = Field(min_length=1)
     transform: Transform
     quality: list[Expectation] = Field(default_factory=list)

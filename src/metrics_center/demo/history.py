@@ -37,16 +37,18 @@ def seed_history(*, engine: Engine, specs: list[MetricSpec], first: date, end: d
 
     That newest period is what a run on ``end`` computes: it is left for the live demo run to ask about.
     """
+    from metrics_center.definition import load_definition
     from metrics_center.mart.definitions import register_definition
     from metrics_center.mart.publish import publish_values
-    from metrics_center.operators import definition_document
     from metrics_center.tasks.extract import extract_source
     from metrics_center.tasks.transform import read_result, transform
 
     seeded = []
     for spec in specs:
-        document, digest = definition_document(spec)
-        register_definition(engine, spec=spec, definition=document, definition_hash=digest)
+        definition = load_definition(spec)
+        register_definition(
+            engine, spec=spec, definition=definition.document, definition_hash=definition.meaning_hash
+        )
         period = period_containing(first, grain=spec.grain)
         if period.start < first:
             period = period_containing(period.end, grain=spec.grain)
@@ -63,7 +65,7 @@ def seed_history(*, engine: Engine, specs: list[MetricSpec], first: date, end: d
                 definition_version=spec.version,
                 grain=spec.grain,
                 dimensions=list(spec.dimensions),
-                values=read_result(spec=spec, context=context),
+                values=read_result(spec=spec, context=context)[0],
                 run_id=context["run_id"],
                 approved_by=SEEDED_BY,
             )

@@ -3,6 +3,9 @@
 Seeds the demo company and 75 days of published history, starts api-server, scheduler and
 dag-processor sized for a small machine, unpauses every metric and waits until each metric's latest
 run asks a human for approval. Ctrl-C stops everything it started.
+
+The api-server listens on 127.0.0.1 only: the demo passwords are public. ``DEMO_HOST=0.0.0.0`` opens it
+to the network on purpose (with a warning); ``DEMO_PORT`` changes the port (default 8080).
 """
 
 from __future__ import annotations
@@ -12,28 +15,50 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from metrics_center.local_airflow import REPO, LocalAirflow, airflow_environment
+from metrics_center.local_airflow import DEFAULT_HOST, REPO, LocalAirflow, airflow_environment, listen_notice
 
 PEOPLE = ("alice", "bob", "carol", "dave", "erin", "frank")
 
 
-def main() -> int:
-    port = int(os.environ.get("DEMO_PORT", "8080"))
-    home = Path(os.environ.get("DEMO_AIRFLOW_HOME", REPO / ".airflow"))
-    data_root = Path(os.environ.get("METRICS_CENTER_DATA_ROOT", REPO / "demo_data"))
+@dataclass(frozen=True)
+class DemoSetup:
+    home: Path
+    host: str
+    port: int
+    env: dict[str, str]
+
+
+def demo_setup(*, environ: Mapping[str, str]) -> DemoSetup:
+    """The demo's Airflow environment from ``DEMO_HOST``, ``DEMO_PORT``, ``DEMO_AIRFLOW_HOME`` and friends."""
+    port = int(environ.get("DEMO_PORT", "8080"))
+    host = environ.get("DEMO_HOST", "").strip() or DEFAULT_HOST
+    home = Path(environ.get("DEMO_AIRFLOW_HOME", REPO / ".airflow"))
+    data_root = Path(environ.get("METRICS_CENTER_DATA_ROOT", REPO / "demo_data"))
     sales_db = {"conn_type": "sqlite", "host": str(data_root / "sales" / "sales.db")}
     env = airflow_environment(
         home=home,
         port=port,
+        host=host,
         passwords={"admin": "admin", **{p: p for p in PEOPLE}},
         roles={"admin": "admin", **{p: "user" for p in PEOPLE}},
         extra={"METRICS_CENTER_DATA_ROOT": str(data_root), "AIRFLOW_CONN_SALES_DB": json.dumps(sales_db)},
     )
-    airflow = LocalAirflow(env=env, port=port)
+    return DemoSetup(home=home, host=host, port=port, env=env)
+
+
+def main() -> int:
+    setup = demo_setup(environ=os.environ)
+    home, host, port = setup.home, setup.host, setup.port
+    airflow = LocalAirflow(env=setup.env, port=port)
     today = date.today().isoformat()
+    notice = listen_notice(host=host, port=port)
+    for line in notice[1:]:  # a warning when opened beyond this machine: say it before starting anything
+        print(line, file=sys.stderr, flush=True)
 
     print("• initialising Airflow metadata (SQLite) and the metrics mart …", flush=True)
     airflow.run("airflow", "db", "migrate")
@@ -88,7 +113,8 @@ def main() -> int:
         airflow.stop()
         raise
     print(
-        f"\nMetrics Center demo is up: http://localhost:{port}\n"
+        f"\nMetrics Center demo is up: {airflow.url}\n"
+        f"  {notice[0]}\n"
         "  log in as admin/admin to watch the runs, or as an approver (password = user name):\n"
     )
     for dag_id, task_id in awaiting.items():
@@ -100,6 +126,8 @@ def main() -> int:
         "\n\nCtrl-C stops everything.",
         flush=True,
     )
+    for line in notice[1:]:
+        print(f"\n{line}", file=sys.stderr, flush=True)
     while True:
         time.sleep(3600)
 

@@ -1,4 +1,4 @@
-"""The run audit: quality results and approval decisions, written as they happen."""
+"""The run audit: quality results as they happen, and what is currently published."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from metrics_center.mart.tables import approval_event, metric_value_current, quality_result
+from metrics_center.dimensions import dimensions_key
+from metrics_center.mart.tables import metric_value_current, quality_result
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -35,34 +36,25 @@ def record_quality_results(
             conn.execute(sa.insert(quality_result), rows)
 
 
-def record_approval_event(
-    engine: Engine,
-    *,
-    metric_key: str,
-    run_id: str,
-    stage: str,
-    decision: str,
-    decided_by: str | None,
-    detail: str | None = None,
-) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(approval_event).values(
-                metric_key=metric_key,
-                run_id=run_id,
-                stage=stage,
-                decision=decision,
-                decided_by=decided_by,
-                decided_at=datetime.now(UTC),
-                detail=detail,
-            )
-        )
+def run_quality_results(engine: Engine, *, metric_key: str, run_id: str) -> list[dict[str, Any]]:
+    """The latest quality check of a run, as stored (not as XCom, which anyone with edit rights can change)."""
+    t = quality_result
+    with engine.connect() as conn:
+        latest = conn.execute(
+            sa.select(sa.func.max(t.c.checked_at)).where(t.c.metric_key == metric_key, t.c.run_id == run_id)
+        ).scalar()
+        if latest is None:
+            return []
+        rows = conn.execute(
+            sa.select(t.c.expectation, t.c.kwargs, t.c.success, t.c.observed)
+            .where(t.c.metric_key == metric_key, t.c.run_id == run_id, t.c.checked_at == latest)
+            .order_by(t.c.id)
+        ).all()
+    return [dict(row._mapping) for row in rows]
 
 
 def current_values(engine: Engine, *, metric_key: str, period_start: date) -> dict[str, float | None]:
     """Current published values of one period, by canonical dimension JSON."""
-    import json
-
     v = metric_value_current
     with engine.connect() as conn:
         rows = conn.execute(
@@ -70,7 +62,11 @@ def current_values(engine: Engine, *, metric_key: str, period_start: date) -> di
                 v.c.metric_key == metric_key, v.c.period_start == period_start
             )
         ).all()
-    return {
-        json.dumps(dims, sort_keys=True, separators=(",", ":"), ensure_ascii=False): value
-        for dims, value in rows
-    }
+    return {dimensions_key(_as_mapping(dims)): value for dims, value in rows}
+
+
+def _as_mapping(dims: Any) -> dict[str, Any]:
+    """JSON columns come back parsed through SQLAlchemy, as text through a view on SQLite."""
+    import json
+
+    return json.loads(dims) if isinstance(dims, str) else dims

@@ -76,3 +76,9 @@ def register_definition(
             )
         )
     return "new_version"
+
+
+def newest_version(engine: Engine, *, metric_key: str) -> int | None:
+    t = metric_definition
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.metric_key == metric_key)).scalar()

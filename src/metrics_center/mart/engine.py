@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
 from metrics_center import settings
 
 if TYPE_CHECKING:
-    from sqlalchemy import URL, Engine
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from sqlalchemy import URL, Connection, Engine
 
 MART_SCHEMA = "metrics_mart"
 _PG_TYPES = {"postgres", "postgresql"}
@@ -65,14 +69,54 @@ def create_mart_engine(url: URL | str | None = None) -> Engine:
     engine = create_engine(url)
 
     @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+    def _sqlite_pragmas(dbapi_conn, _record):
+        # SQLAlchemy's recipe: the driver stops emitting BEGIN itself, so ours (below) can say IMMEDIATE.
+        dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE_LOCK) else "BEGIN")
+
     return engine
+
+
+_WRITE_LOCK = "metrics_center_write_lock"
+
+
+@contextmanager
+def locked_transaction(engine: Engine, *, key: str) -> Iterator[Connection]:
+    """A transaction that holds the write lock for ``key`` from its first statement to its commit.
+
+    Postgres: a transaction-scoped advisory lock on ``key`` (other keys proceed). SQLite: ``BEGIN
+    IMMEDIATE``, the database's one write lock. Read "now" *inside* it so that times written under
+    the lock are monotonic.
+    """
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execution_options(**{_WRITE_LOCK: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+            yield conn
+
+
+def locked_now(conn: Connection) -> datetime:
+    """The current time as seen inside a :func:`locked_transaction`: the database clock on Postgres
+    (one clock for every worker machine), the local clock on SQLite (one machine by construction)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    return datetime.now(UTC)
 
 
 @cache

@@ -38,3 +38,32 @@ def current_revision(conn) -> str | None:
     return MigrationContext.configure(
         conn, opts={"version_table": "mart_schema_version"}
     ).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to run against a mart that is not at this code's revision.
+
+    Tasks never migrate: their database role needs no DDL rights. ``metrics-center mart upgrade``
+    (a privileged step, once per deploy) does.
+    """
+    from metrics_center.errors import MartError
+
+    with engine.connect() as conn:
+        current = current_revision(conn)
+    head = head_revision()
+    if current != head:
+        raise MartError(
+            f"the metrics mart is at revision {current or '(none: not created)'} but this code needs {head}"
+            " — run `metrics-center mart upgrade` (with the mart owner's credentials) once per deploy"
+        )

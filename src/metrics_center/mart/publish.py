@@ -10,15 +10,20 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from metrics_center.errors import MartError
-from metrics_center.mart.tables import metric_value, publication
+from metrics_center.dimensions import dimensions_key_sql
+from metrics_center.errors import MartError, PublishRefused
+from metrics_center.mart.engine import locked_now, locked_transaction
+from metrics_center.mart.tables import metric_definition, metric_value, publication
+from metrics_center.periods import period_containing
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pyarrow as pa
     from sqlalchemy import Connection, Engine
 
@@ -37,7 +42,6 @@ COPY_COLUMNS = (
     "publication_id",
 )
 COPY_BATCH_ROWS = 50_000
-_PERIOD_END = {"day": "INTERVAL 1 DAY", "week": "INTERVAL 7 DAY", "month": "INTERVAL 1 MONTH"}
 
 
 @dataclass(frozen=True)
@@ -53,23 +57,28 @@ def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Tab
     """``period_start, dims…, value`` → ``period_start, period_end, dimensions, value`` (sorted).
 
     DuckDB builds the canonical dimension JSON vectorised; a Python loop would dominate at 1M rows.
+    Period ends come from :mod:`metrics_center.periods` (one rule), joined per distinct period.
     """
     import duckdb
+    import pyarrow as pa
 
     con = duckdb.connect()
     try:
         con.register("v", values)
-        if dimensions:
-            fields = ", ".join(f'"{d}" := "{d}"' for d in sorted(dimensions))
-            dim_expr = f"to_json(struct_pack({fields}))::VARCHAR"
-        else:
-            dim_expr = "'{}'"
+        starts = [row[0] for row in con.sql("SELECT DISTINCT CAST(period_start AS DATE) FROM v").fetchall()]
+        ends = pa.table(
+            {
+                "period_start": pa.array(starts, pa.date32()),
+                "period_end": pa.array([period_containing(s, grain=grain).end for s in starts], pa.date32()),
+            }
+        )
+        con.register("ends", ends)
         query = f"""
-            SELECT CAST(period_start AS DATE) AS period_start,
-                   CAST(CAST(period_start AS DATE) + {_PERIOD_END[grain]} AS DATE) AS period_end,
-                   {dim_expr} AS dimensions,
-                   CAST(value AS DOUBLE) AS value
-            FROM v ORDER BY 1, 3
+            SELECT e.period_start, e.period_end,
+                   {dimensions_key_sql(dimensions)} AS dimensions,
+                   CAST(v.value AS DOUBLE) AS value
+            FROM v JOIN ends AS e ON e.period_start = CAST(v.period_start AS DATE)
+            ORDER BY 1, 3
         """  # identifiers are validated dimension names; no user values are spliced in
         return con.sql(query).to_arrow_table()
     finally:
@@ -113,6 +122,8 @@ def _insert_generic(conn: Connection, rows: pa.Table) -> None:
     import json
 
     records = rows.to_pylist()
+    if not records:  # an empty executemany would become `INSERT … DEFAULT VALUES`
+        return
     for record in records:
         record["dimensions"] = json.loads(record["dimensions"])
     conn.execute(sa.insert(metric_value), records)
@@ -128,6 +139,10 @@ def _driver_errors() -> type[Exception] | tuple[type[Exception], ...]:
         return ()
 
 
+class NewerPublicationExists(PublishRefused):
+    """A period already holds values computed from newer data than the run trying to publish."""
+
+
 def publish_values(
     engine: Engine,
     *,
@@ -138,19 +153,26 @@ def publish_values(
     values: pa.Table,
     run_id: str,
     approved_by: str,
+    periods: Iterable[date] = (),
+    data_as_of: datetime | None = None,
+    restatement: bool = False,
     now: datetime | None = None,
 ) -> PublishResult:
-    """Write ``values`` (``period_start, dims…, value``) as the current values of their periods."""
+    """Write ``values`` (``period_start, dims…, value``) as the current values of their periods.
+
+    ``periods`` are periods this publication answers even if ``values`` has no row for them (the run's
+    own period on an empty day): their current values are superseded too. ``data_as_of`` is when the
+    run read its sources; a period whose current values come from newer data is refused unless
+    ``restatement``. ``now`` (tests) replaces the publish time, which is otherwise read under the lock.
+    """
     import pyarrow.compute as pc
 
     prepared = _prepare(values, dimensions=dimensions, grain=grain)
     digest = content_hash(prepared)
-    periods = sorted(pc.unique(prepared.column("period_start")).to_pylist())
-    now = now or datetime.now(UTC)
+    covered = sorted(set(pc.unique(prepared.column("period_start")).to_pylist()) | set(periods))
     try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": metric_key})
+        with locked_transaction(engine, key=metric_key) as conn:
+            _require_registered(conn, metric_key=metric_key, version=definition_version)
             existing = conn.execute(
                 sa.select(publication.c.id).where(
                     publication.c.metric_key == metric_key,
@@ -159,7 +181,11 @@ def publish_values(
                 )
             ).scalar()
             if existing is not None:
-                return PublishResult(existing, prepared.num_rows, periods, 0, already_published=True)
+                return PublishResult(existing, prepared.num_rows, covered, 0, already_published=True)
+            published_at = now or locked_now(conn)
+            as_of = data_as_of or published_at
+            if not restatement:
+                _refuse_newer(conn, metric_key=metric_key, periods=covered, run_id=run_id, data_as_of=as_of)
             publication_id = conn.execute(
                 sa.insert(publication)
                 .values(
@@ -167,10 +193,12 @@ def publish_values(
                     definition_version=definition_version,
                     run_id=run_id,
                     content_hash=digest,
-                    periods=[p.isoformat() for p in periods],
+                    periods=[p.isoformat() for p in covered],
                     row_count=prepared.num_rows,
                     approved_by=approved_by,
-                    published_at=now,
+                    published_at=published_at,
+                    data_as_of=as_of,
+                    restatement=restatement,
                 )
                 .returning(publication.c.id)
             ).scalar_one()
@@ -178,10 +206,10 @@ def publish_values(
                 sa.update(metric_value)
                 .where(
                     metric_value.c.metric_key == metric_key,
-                    metric_value.c.period_start.in_(periods),
+                    metric_value.c.period_start.in_(covered),
                     metric_value.c.superseded_at.is_(None),
                 )
-                .values(superseded_at=now)
+                .values(superseded_at=published_at)
             ).rowcount
             rows = _with_constants(
                 prepared,
@@ -190,7 +218,7 @@ def publish_values(
                     "definition_version": definition_version,
                     "run_id": run_id,
                     "approved_by": approved_by,
-                    "published_at": now,
+                    "published_at": published_at,
                     "publication_id": publication_id,
                 },
             )
@@ -202,4 +230,58 @@ def publish_values(
         raise MartError(
             f"publishing {metric_key} for run {run_id} failed and was rolled back; nothing was written: {exc}"
         ) from exc
-    return PublishResult(publication_id, prepared.num_rows, periods, superseded, already_published=False)
+    return PublishResult(publication_id, prepared.num_rows, covered, superseded, already_published=False)
+
+
+def _require_registered(conn: Connection, *, metric_key: str, version: int) -> None:
+    registered = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(metric_definition)
+        .where(metric_definition.c.metric_key == metric_key, metric_definition.c.version == version)
+    ).scalar()
+    if not registered:
+        raise MartError(
+            f"{metric_key} version {version} is not registered in the mart; values must be published under "
+            "the definition their run registered — re-run the period"
+        )
+
+
+def _refuse_newer(
+    conn: Connection, *, metric_key: str, periods: list[date], run_id: str, data_as_of: datetime
+) -> None:
+    """Raise if a period's current values come from a run that read its sources after this one did."""
+    current = (
+        sa.select(metric_value.c.publication_id, metric_value.c.period_start)
+        .where(
+            metric_value.c.metric_key == metric_key,
+            metric_value.c.period_start.in_(periods),
+            metric_value.c.superseded_at.is_(None),
+        )
+        .distinct()
+        .subquery()
+    )
+    newer = conn.execute(
+        sa.select(
+            current.c.period_start,
+            publication.c.id,
+            publication.c.run_id,
+            publication.c.data_as_of,
+            publication.c.published_at,
+            publication.c.approved_by,
+        )
+        .join(publication, publication.c.id == current.c.publication_id)
+        .where(publication.c.data_as_of > data_as_of, publication.c.run_id != run_id)
+        .order_by(current.c.period_start)
+    ).first()
+    if newer is not None:
+        raise NewerPublicationExists(
+            f"{metric_key} {newer.period_start} already has values from publication {newer.id} "
+            f"(run {newer.run_id}, data as of {_when(newer.data_as_of)}, published {_when(newer.published_at)}, "
+            f"approved by {newer.approved_by}), newer than this run's data (as of {_when(data_as_of)}); "
+            "nothing published — re-run the period for fresh numbers, or trigger a run with "
+            "restate=true to replace them on purpose"
+        )
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")

@@ -46,6 +46,8 @@ publication = sa.Table(
     sa.Column("row_count", sa.Integer),
     sa.Column("approved_by", sa.Text),
     sa.Column("published_at", TS),
+    sa.Column("data_as_of", TS),
+    sa.Column("restatement", sa.Boolean),
 )
 
 metric_value = sa.Table(
@@ -90,6 +92,30 @@ approval_event = sa.Table(
     sa.Column("decided_by", sa.String(255)),
     sa.Column("decided_at", TS),
     sa.Column("detail", sa.Text),
+    sa.Column("ti_id", sa.String(36)),
+    sa.Column("try_number", sa.Integer),
+    sa.Column("result_hash", sa.String(64)),
+)
+
+metric_run = sa.Table(
+    "metric_run",
+    metadata,
+    sa.Column("metric_key", sa.String(63), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("definition_version", sa.Integer),
+    sa.Column("definition_hash", sa.String(64)),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("period_start", sa.Date),
+    sa.Column("period_end", sa.Date),
+    sa.Column("restatement", sa.Boolean),
+    sa.Column("state", sa.String(16)),
+    sa.Column("started_at", TS),
+    sa.Column("computed_at", TS),
+    sa.Column("result_hash", sa.String(64)),
+    sa.Column("result_rows", sa.Integer),
+    sa.Column("publication_id", sa.Integer),
+    sa.Column("detail", sa.Text),
+    sa.Column("updated_at", TS),
 )
 
 metric_value_current = sa.table(

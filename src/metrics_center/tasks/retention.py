@@ -1,17 +1,100 @@
-"""Staging retention: staged Parquet is kept per run (publish can be re-run from it), pruned by age."""
+"""Staging retention: staged Parquet is kept per run (publish can be re-run from it), pruned by age.
+
+A run that has not finished (queued or running — e.g. one waiting three weeks for approval) keeps its
+staged data whatever its age: its ``publish`` still needs it. Run states come from Airflow's metadata
+database; when it cannot be read, nothing is pruned.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from metrics_center import settings
+from metrics_center.errors import MetricsCenterError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+#: DagRun states after which a run never needs its staged data again (unless someone clears it).
+FINISHED_STATES = frozenset({"success", "failed"})
+
+
+class MetadataDatabaseUnavailable(MetricsCenterError):
+    """Airflow's metadata database could not be read, so unfinished runs cannot be told apart."""
+
+
+@dataclass(frozen=True)
+class UnfinishedRun:
+    dag_id: str
+    run_id: str
+    state: str
+
+    def __str__(self) -> str:
+        return f"{self.dag_id}/{self.run_id} ({self.state})"
 
 
 @dataclass(frozen=True)
 class Pruned:
     runs: int
     files: int
+    #: Runs old enough to prune but kept because they have not finished.
+    kept_unfinished: tuple[UnfinishedRun, ...] = ()
+
+
+def staging_folder_name(run_id: str) -> str:
+    """The folder a run's staged data lives in: the run id made path-safe (as ``runtime.staging_dir``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+
+
+@contextmanager
+def _metadata_session() -> Iterator[Session]:
+    """A session on Airflow's metadata DB; any database failure becomes :class:`MetadataDatabaseUnavailable`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        # Importing airflow configures its ORM, which already fails on an unusable URL (as inside a task).
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            yield session
+    except SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0]
+        raise MetadataDatabaseUnavailable(
+            f"cannot read run states from Airflow's metadata database ({reason}); nothing was pruned, "
+            "because the staged data of a run that has not finished (e.g. one waiting for approval) is "
+            "still needed to publish it. Run `metrics-center staging prune` where the scheduler runs, with "
+            "its AIRFLOW_HOME / AIRFLOW__DATABASE__SQL_ALCHEMY_CONN (Docker: `docker compose run --rm "
+            'airflow-cli bash -c "metrics-center staging prune"`), not inside an Airflow task: Airflow 3 '
+            "gives tasks no database access."
+        ) from exc
+
+
+def unfinished_runs() -> dict[tuple[str, str], tuple[UnfinishedRun, ...]]:
+    """Every DagRun that has not finished, keyed by ``(dag_id, staging folder name)``.
+
+    Several run ids can share a folder name once made path-safe; they share the folder too, so all of
+    them are listed under it.
+    """
+    import sqlalchemy as sa
+
+    with _metadata_session() as session:
+        from airflow.models import DagRun
+
+        rows = session.execute(
+            sa.select(DagRun.dag_id, DagRun.run_id, DagRun.state).where(
+                sa.or_(DagRun.state.is_(None), DagRun.state.not_in(sorted(FINISHED_STATES)))
+            )
+        ).all()
+    found: dict[tuple[str, str], tuple[UnfinishedRun, ...]] = {}
+    for dag_id, run_id, state in rows:
+        key = (dag_id, staging_folder_name(run_id))
+        found[key] = (*found.get(key, ()), UnfinishedRun(dag_id=dag_id, run_id=run_id, state=str(state)))
+    return found
 
 
 def _modified(info: dict) -> datetime:
@@ -23,20 +106,32 @@ def _modified(info: dict) -> datetime:
 
 
 def prune_staging(*, older_than: timedelta, now: datetime | None = None, dry_run: bool = False) -> Pruned:
-    """Delete ``<staging>/<metric>/<run>/`` folders whose newest file is older than ``older_than``."""
+    """Delete ``<staging>/<metric>/<run>/`` folders whose newest file is older than ``older_than``.
+
+    Folders of runs that have not finished are kept (and reported); folders whose run is finished or no
+    longer exists go by age alone. Raises :class:`MetadataDatabaseUnavailable`, before touching any
+    file, when Airflow's metadata database cannot be read.
+    """
+    unfinished = unfinished_runs()  # first: never prune without knowing which runs are still going
+
     from airflow.sdk import ObjectStoragePath
 
     root = ObjectStoragePath(settings.staging_root())
     cutoff = (now or datetime.now(UTC)) - older_than
     runs = files = 0
+    kept: list[UnfinishedRun] = []
     if not root.exists():
         return Pruned(0, 0)
     for metric in (p for p in root.iterdir() if p.is_dir()):
         for run in (p for p in metric.iterdir() if p.is_dir()):
             staged = [f for f in run.rglob("*") if f.is_file()]
             newest = max((_modified(f.stat()) for f in staged), default=None)
-            if newest is None or newest < cutoff:
-                runs, files = runs + 1, files + len(staged)
-                if not dry_run:
-                    run.rmdir(recursive=True)
-    return Pruned(runs, files)
+            if newest is not None and newest >= cutoff:
+                continue
+            if waiting := unfinished.get((metric.name, run.name)):
+                kept.extend(waiting)
+                continue
+            runs, files = runs + 1, files + len(staged)
+            if not dry_run:
+                run.rmdir(recursive=True)
+    return Pruned(runs, files, tuple(kept))

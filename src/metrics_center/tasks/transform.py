@@ -1,11 +1,19 @@
-"""Run the metric's SQL in DuckDB over the staged sources; stage ``period_start, dims…, value``."""
+"""Run the metric's SQL in DuckDB over the staged sources; stage ``period_start, dims…, value``.
+
+DuckDB runs locked down: it may read only this run's staged Parquet parts (no other files, no
+network, no ``ATTACH``/``COPY TO``, no extensions), in the business time zone, with its configuration
+locked before the metric's SQL runs. The result is checked before anyone is asked to approve it:
+the columns, aligned periods, one row per (period, dimensions) and a finite value on every row.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
+from metrics_center.definition import effective_timezone
 from metrics_center.errors import MetricsCenterError
 from metrics_center.periods import period_containing
 from metrics_center.runtime import render, staging_dir
@@ -13,11 +21,13 @@ from metrics_center.spec import MetricSpec
 from metrics_center.tasks.staging import PartWriter, local_parquet_files
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
 RESULT_FOLDER = "result"
 MAX_VALUES_IN_XCOM = 50
+MAX_ROWS_NAMED = 5
 
 
 def _check_columns(spec: MetricSpec, got: list[str]) -> None:
@@ -41,40 +51,98 @@ def _check_periods(spec: MetricSpec, table: pa.Table) -> None:
         )
 
 
+def _describe(spec: MetricSpec, rows: list[dict[str, Any]]) -> str:
+    shown = [
+        ", ".join(f"{k}={row[k]}" for k in ("period_start", *spec.dimensions, "value") if k in row)
+        for row in rows[:MAX_ROWS_NAMED]
+    ]
+    more = f" and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else ""
+    return "; ".join(f"({s})" for s in shown) + more
+
+
+def _check_values(spec: MetricSpec, table: pa.Table) -> None:
+    """NULL, NaN and ±inf are refused before approval: nobody should be asked to sign off on them."""
+    import pyarrow.compute as pc
+
+    value = table.column("value")
+    bad = pc.or_kleene(pc.is_null(value, nan_is_null=True), pc.is_inf(value))
+    bad = pc.fill_null(bad, True)
+    if pc.any(bad).as_py():
+        rows = table.filter(bad).to_pylist()
+        raise MetricsCenterError(
+            f"{spec.transform.sql} returned {len(rows)} row(s) whose value is NULL, NaN or infinite: "
+            f"{_describe(spec, rows)} — guard divisions (NULLIF(x, 0)) and filter or COALESCE missing values"
+        )
+
+
 def _check_unique(spec: MetricSpec, table: pa.Table) -> None:
     keys = ["period_start", *spec.dimensions]
-    if table.group_by(keys).aggregate([]).num_rows != table.num_rows:
+    counts = table.group_by(keys).aggregate([([], "count_all")])
+    if counts.num_rows != table.num_rows:
+        import pyarrow.compute as pc
+
+        dupes = counts.filter(pc.greater(counts.column("count_all"), 1)).to_pylist()
+        described = _describe(spec, dupes).replace("count_all=", "rows=")
         raise MetricsCenterError(
-            f"{spec.transform.sql} returned several rows for the same {', '.join(keys)}"
+            f"{spec.transform.sql} returned several rows for the same {', '.join(keys)}: {described}"
             f" — GROUP BY {', '.join(keys)} in the final SELECT"
         )
 
 
+def _locked_down(con: duckdb.DuckDBPyConnection, *, files: list[str], timezone: str) -> None:
+    """Allow reading exactly ``files``; everything else outside memory is off, and stays off."""
+    con.execute("SET TimeZone = $tz", {"tz": timezone})
+    con.execute("SET allowed_paths = $paths", {"paths": files})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET python_enable_replacements = false")  # a Python variable is never a table
+    con.execute("SET lock_configuration = true")
+
+
 def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
     import duckdb
+    import pyarrow.compute as pc
 
     run_dir = staging_dir(context, spec)
-    sql = render((settings.sql_dir() / spec.transform.sql).read_text(), context=context, spec=spec)
+    sql = render(
+        (settings.sql_dir() / spec.transform.sql).read_text(encoding="utf-8"),
+        context=context,
+        spec=spec,
+        what=spec.transform.sql,
+    )
     con = duckdb.connect()
     try:
         with ExitStack() as stack:
-            for name in spec.sources:
-                files = stack.enter_context(local_parquet_files(run_dir / "sources" / name))
+            staged = {
+                name: stack.enter_context(local_parquet_files(run_dir / "sources" / name))
+                for name in spec.sources
+            }
+            for name, files in staged.items():
                 con.read_parquet(files, union_by_name=True).to_view(name)
-            relation = con.sql(sql)
-            _check_columns(spec, relation.columns)
+            _locked_down(
+                con, files=[f for files in staged.values() for f in files], timezone=effective_timezone(spec)
+            )
+            result = con.sql(sql)
+            if result is None:
+                raise MetricsCenterError(f"{spec.transform.sql} is not a query; end it with a SELECT")
+            _check_columns(spec, result.columns)
+            # Project the relation itself: no table name is looked up, so a source cannot shadow it.
             dims = "".join(f'"{d}", ' for d in spec.dimensions)
-            table = con.sql(
-                f"SELECT CAST(period_start AS DATE) AS period_start, {dims}CAST(value AS DOUBLE) AS value "
-                "FROM relation ORDER BY ALL"
-            ).to_arrow_table()
+            table = (
+                result.project(
+                    f"CAST(period_start AS DATE) AS period_start, {dims}CAST(value AS DOUBLE) AS value"
+                )
+                .order(", ".join(f'"{c}"' for c in spec.output_columns))
+                .to_arrow_table()
+            )
     except duckdb.Error as exc:
         raise MetricsCenterError(f"{spec.transform.sql} failed in DuckDB: {exc}") from exc
     finally:
         con.close()
-    import pyarrow.compute as pc
 
     _check_periods(spec, table)
+    _check_values(spec, table)
     _check_unique(spec, table)
     writer = PartWriter(run_dir / RESULT_FOLDER)
     writer.write(table)
@@ -82,7 +150,8 @@ def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "rows": table.num_rows,
         "periods": periods,
-        "total": pc.sum(table["value"]).as_py(),
+        "total": pc.sum(table["value"]).as_py() if spec.aggregation == "sum" else None,
+        "result_hash": result_digest(run_dir / RESULT_FOLDER),
     }
     if table.num_rows <= MAX_VALUES_IN_XCOM:
         summary["values"] = [
@@ -91,9 +160,24 @@ def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
     return summary
 
 
-def read_result(*, spec: MetricSpec, context: Context) -> pa.Table:
+def result_digest(folder: ObjectStoragePath) -> str:
+    """SHA-256 over the staged result's parts: what approvers saw is exactly what gets published."""
+    digest = hashlib.sha256()
+    for part in sorted(folder.iterdir(), key=lambda p: p.name):
+        digest.update(part.name.encode())
+        with part.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_result(*, spec: MetricSpec, context: Context) -> tuple[pa.Table, str]:
+    """The staged result and its digest (publish compares the digest with the one approvers saw)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with local_parquet_files(staging_dir(context, spec) / RESULT_FOLDER) as files:
-        return pa.concat_tables(pq.read_table(f) for f in files)
+    folder = staging_dir(context, spec) / RESULT_FOLDER
+    digest = result_digest(folder)
+    with local_parquet_files(folder) as files:
+        table = pa.concat_tables(pq.read_table(f) for f in files)
+    return table, digest
