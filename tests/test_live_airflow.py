@@ -21,6 +21,8 @@ from metrics_center.local_airflow import LocalAirflow, airflow_environment
 REPO_INCLUDE = Path(__file__).resolve().parents[1] / "include"
 LOGICAL = "2026-11-27T00:00:00+00:00"
 RUN_ID = "live__2026-11-27"
+OTHER_PERIOD_RUN_ID = "live__2026-11-26"  # computes 2026-11-25
+SAME_PERIOD_RUN_ID = "live__2026-11-27-again"  # 06:00 the same day: computes 2026-11-26 too
 PEOPLE = ("bob", "carol", "dave", "erin", "frank")
 
 
@@ -83,6 +85,7 @@ def live(tmp_path_factory, postgres_mart_url, demo_data):
     env.pop("AIRFLOW__CORE__DAGS_FOLDER_OVERRIDE", None)
     airflow = LocalAirflow(env=env, port=port)
     airflow.run("airflow", "db", "migrate")
+    airflow.run("metrics-center", "mart", "upgrade")  # the privileged step: tasks never migrate
     airflow.start()
     try:
         admin = airflow.api(user="admin", password="admin")
@@ -101,17 +104,19 @@ def live(tmp_path_factory, postgres_mart_url, demo_data):
         airflow.stop()
 
 
-def _wait_state(airflow: LocalAirflow, api, dag_id: str, task_id: str, states: set[str]) -> dict:
+def _wait_state(
+    airflow: LocalAirflow, api, dag_id: str, task_id: str, states: set[str], run_id: str = RUN_ID
+) -> dict:
     def reached():
-        current = airflow.task_states(api, dag_id, RUN_ID)
+        current = airflow.task_states(api, dag_id, run_id)
         return current if current.get(task_id) in states else None
 
     return airflow.wait(f"{dag_id}.{task_id} in {states}", reached, timeout=180)
 
 
-def _run_state(airflow: LocalAirflow, api, dag_id: str) -> str:
+def _run_state(airflow: LocalAirflow, api, dag_id: str, run_id: str = RUN_ID) -> str:
     def finished():
-        state = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{RUN_ID}")["state"]
+        state = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
         return state if state in ("success", "failed") else None
 
     return airflow.wait(f"{dag_id} to finish", finished, timeout=180)
@@ -124,6 +129,44 @@ def _answer(airflow: LocalAirflow, dag_id: str, task_id: str, user: str, option:
         f"/api/v2/dags/{dag_id}/dagRuns/{RUN_ID}/taskInstances/{task_id}/-1/hitlDetails",
         {"chosen_options": [option], "params_input": {}},
     )
+
+
+def test_other_periods_proceed_while_one_waits_and_the_same_period_is_refused(live):
+    """No max_active_runs=1: last Tuesday's re-run is not queued behind today's approval."""
+    airflow, admin, mart = live
+    _wait_state(airflow, admin, "gmv_daily", "approve_sales_review", {"awaiting_input"})
+    admin.post(
+        "/api/v2/dags/gmv_daily/dagRuns",
+        {"dag_run_id": OTHER_PERIOD_RUN_ID, "logical_date": "2026-11-26T00:00:00+00:00"},
+    )
+    admin.post(
+        "/api/v2/dags/gmv_daily/dagRuns",
+        {"dag_run_id": SAME_PERIOD_RUN_ID, "logical_date": "2026-11-27T06:00:00+00:00"},
+    )
+    _wait_state(
+        airflow, admin, "gmv_daily", "approve_sales_review", {"awaiting_input"}, run_id=OTHER_PERIOD_RUN_ID
+    )
+    assert airflow.task_states(admin, "gmv_daily", RUN_ID)["approve_sales_review"] == "awaiting_input"
+    assert _run_state(airflow, admin, "gmv_daily", run_id=SAME_PERIOD_RUN_ID) == "failed"
+    log = json.dumps(
+        admin.get(
+            f"/api/v2/dags/gmv_daily/dagRuns/{SAME_PERIOD_RUN_ID}/taskInstances/register_definition/logs/1"
+        ),
+        ensure_ascii=False,
+    )
+    assert f"gmv_daily 2026-11-26 is already being computed by run {RUN_ID}" in log
+    with mart.connect() as conn:
+        periods = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT run_id, period_start FROM metrics_mart.metric_run WHERE metric_key='gmv_daily'"
+                )
+            ).all()
+        )
+    assert {k: v.isoformat() for k, v in periods.items()} == {
+        RUN_ID: "2026-11-26",
+        OTHER_PERIOD_RUN_ID: "2026-11-25",
+    }
 
 
 def test_live_approval_publishes_and_emits_the_asset_event(live):
@@ -159,7 +202,7 @@ def test_timeout_reject_skips_publish_and_timeout_fail_fails_the_run(live):
         decisions = conn.execute(
             sa.text(
                 "SELECT metric_key, decision, decided_by FROM metrics_mart.approval_event "
-                "WHERE metric_key <> 'gmv_daily' ORDER BY metric_key"
+                "WHERE metric_key <> 'gmv_daily' AND decision <> 'requested' ORDER BY metric_key"
             )
         ).all()
         published = conn.execute(

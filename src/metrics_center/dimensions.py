@@ -11,9 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8: how the mart writes every JSON value on SQLite."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def dimensions_key(values: Mapping[str, Any]) -> str:
     """The canonical JSON text of one dimension combination (``{}`` when the metric has none)."""
-    return json.dumps(dict(values), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(dict(values))
 
 
 def dimensions_key_sql(dimensions: Sequence[str]) -> str:

@@ -94,7 +94,9 @@ def _run_is_active(ti: Any, *, dag_id: str, run_id: str) -> bool:
             "cannot read the state of run %s of %s (%s); treating it as finished", run_id, dag_id, exc
         )
         return False
-    return str(state) in ACTIVE_RUN_STATES
+    return (
+        getattr(state, "value", state) in ACTIVE_RUN_STATES
+    )  # the Task SDK's enum str()s as "DagRunState.X"
 
 
 class ExtractOperator(_MetricTask):

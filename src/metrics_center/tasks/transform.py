@@ -52,8 +52,9 @@ def _check_periods(spec: MetricSpec, table: pa.Table) -> None:
 
 
 def _describe(spec: MetricSpec, rows: list[dict[str, Any]]) -> str:
+    """``(period_start=2026-11-26, region=east, value=nan); …`` for the first few offending rows."""
     shown = [
-        ", ".join(f"{k}={row[k]}" for k in ("period_start", *spec.dimensions, "value") if k in row)
+        ", ".join(f"{k}={row[k]}" for k in ("period_start", *spec.dimensions, "value", "rows") if k in row)
         for row in rows[:MAX_ROWS_NAMED]
     ]
     more = f" and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else ""
@@ -77,14 +78,13 @@ def _check_values(spec: MetricSpec, table: pa.Table) -> None:
 
 def _check_unique(spec: MetricSpec, table: pa.Table) -> None:
     keys = ["period_start", *spec.dimensions]
-    counts = table.group_by(keys).aggregate([([], "count_all")])
+    counts = table.group_by(keys).aggregate([([], "count_all")]).rename_columns([*keys, "rows"])
     if counts.num_rows != table.num_rows:
         import pyarrow.compute as pc
 
-        dupes = counts.filter(pc.greater(counts.column("count_all"), 1)).to_pylist()
-        described = _describe(spec, dupes).replace("count_all=", "rows=")
+        dupes = counts.filter(pc.greater(counts.column("rows"), 1)).to_pylist()
         raise MetricsCenterError(
-            f"{spec.transform.sql} returned several rows for the same {', '.join(keys)}: {described}"
+            f"{spec.transform.sql} returned several rows for the same {', '.join(keys)}: {_describe(spec, dupes)}"
             f" — GROUP BY {', '.join(keys)} in the final SELECT"
         )
 

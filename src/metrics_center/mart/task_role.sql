@@ -1,0 +1,8 @@
+-- The role Airflow tasks use for the mart (the `metrics_mart` connection): rows only, no DDL.
+-- The schema belongs to the migrating role, which runs `metrics-center mart upgrade` once per deploy.
+-- Run as that owner after each upgrade; replace metrics_center_task by your task role's name.
+GRANT USAGE ON SCHEMA metrics_mart TO metrics_center_task;
+GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA metrics_mart TO metrics_center_task;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA metrics_mart TO metrics_center_task;
+ALTER DEFAULT PRIVILEGES IN SCHEMA metrics_mart GRANT SELECT, INSERT, UPDATE ON TABLES TO metrics_center_task;
+ALTER DEFAULT PRIVILEGES IN SCHEMA metrics_mart GRANT USAGE, SELECT ON SEQUENCES TO metrics_center_task;
