@@ -242,6 +242,11 @@ def rate(rows: int, seconds: float) -> str:
     return f"{rows / seconds:>12,.0f} rows/s"
 
 
+REGISTER_DEFINITION = (
+    "INSERT INTO metric_definition (metric_key, version, name, description, department, owner, unit, grain, "
+    "dimensions, definition_hash, definition, change_note, registered_at, valid_from) VALUES ('bench_metric', 1, "
+    "'Bench', 'd', 'sales', 'alice', 'CNY', 'day', '[\"region\", \"channel\"]', 'h', '{}', 'n', now(), now())"
+)
 INSERT_BASELINE_PUBLICATION = (
     "INSERT INTO publication (id, metric_key, definition_version, run_id, content_hash, periods, row_count, "
     "approved_by, published_at) VALUES (1, 'bench_metric', 1, 'baseline', 'x', '[]', 0, 'x', now())"
@@ -356,6 +361,7 @@ def main() -> None:
 
         bench = Bench(url)
         print(f"throwaway database {db_name}: mart migrated to revision {upgrade(bench.engine)}")
+        bench.sql(REGISTER_DEFINITION)  # publish refuses values of an unregistered version
         bench.sql("CREATE TABLE bench_copy (LIKE metric_value INCLUDING ALL)")
         bench.sql("CREATE TABLE bench_to_sql (LIKE metric_value INCLUDING ALL)")
 

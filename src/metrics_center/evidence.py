@@ -40,6 +40,7 @@ def approval_body(
     quality: list[dict[str, Any]],
     earlier_approvals: list[str],
     doc: str,
+    restatement: bool = False,
 ) -> str:
     """Markdown for the HITL body (shown in the Airflow UI, Slack and the plugin page).
 
@@ -54,6 +55,11 @@ def approval_body(
         )
     else:
         lines.append(f"{rows} row(s); no total: this metric is not additive across its dimensions")
+    if restatement:
+        lines.append(
+            "\n⚠️ **Explicit restatement** (triggered with `restate`): approving replaces this period's values "
+            "even if a newer run published them."
+        )
     if already_published:
         if total is not None:
             published_total = sum(v for v in already_published.values() if v is not None)

@@ -270,6 +270,7 @@ class MetricApprovalOperator(ApprovalOperator):
                 engine, spec=self.spec, run_id=context["run_id"], before=self.stage
             ),
             doc=render_doc(self.spec, path=None),
+            restatement=run.restatement,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
