@@ -302,61 +302,17 @@ class MetricApprovalOperator(ApprovalOperator):
 class PublishOperator(_MetricTask):
     """Write the approved values to the mart in one transaction and emit the metric's Asset event.
 
-    Refuses — failing with a message that names the stage, version or publication, and writing
-    nothing — unless every stage's recorded answer approves this run's staged result, the definition
-    the run registered is still the deployed one, and no newer run already answered these periods.
+    Refuses, writing nothing, unless every stage approved this run's result under the definition in
+    force (see :mod:`metrics_center.tasks.publish_run`).
     """
 
     ui_color = "#e3f2e1"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from metrics_center.approvals import approved_by_text, verify_approved
-        from metrics_center.errors import MetricsCenterError, PublishRefused
         from metrics_center.mart.engine import get_engine
-        from metrics_center.mart.publish import publish_values
-        from metrics_center.mart.runs import finish_run, get_run
-        from metrics_center.tasks.transform import read_result
+        from metrics_center.tasks.publish_run import publish_run
 
-        engine = get_engine()
-        run_id = context["run_id"]
-        run = get_run(engine, metric_key=self.spec.key, run_id=run_id)
-        if run is None or run.result_hash is None:
-            raise MetricsCenterError(
-                f"run {run_id} of {self.spec.key} has no registered, computed result; nothing published "
-                "— clear the whole run"
-            )
-        try:
-            self._refuse_stale(engine, run)
-            answers = verify_approved(engine, spec=self.spec, run=run)
-            values, digest = read_result(spec=self.spec, context=context)
-            if digest != run.result_hash:
-                raise PublishRefused(
-                    "the staged result is not the one that was approved (it changed after the transform "
-                    "recorded it); nothing published — clear the whole run"
-                )
-            result = publish_values(
-                engine,
-                metric_key=self.spec.key,
-                definition_version=run.definition_version,
-                grain=self.spec.grain,
-                dimensions=list(self.spec.dimensions),
-                values=values,
-                run_id=run_id,
-                approved_by=approved_by_text(answers),
-                periods=[run.period_start],
-                data_as_of=run.started_at,
-                restatement=run.restatement,
-            )
-        except PublishRefused as exc:
-            finish_run(engine, metric_key=self.spec.key, run_id=run_id, state="refused", detail=str(exc))
-            raise
-        finish_run(
-            engine,
-            metric_key=self.spec.key,
-            run_id=run_id,
-            state="published",
-            publication_id=result.publication_id,
-        )
+        run, result = publish_run(get_engine(), spec=self.spec, context=context)
         periods = [p.isoformat() for p in result.periods]
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {
@@ -381,30 +337,6 @@ class PublishOperator(_MetricTask):
             "already_published": result.already_published,
             "superseded": result.superseded,
         }
-
-    def _refuse_stale(self, engine: Engine, run: RunRecord) -> None:
-        """The values were computed under ``run``'s definition: refuse if that is no longer the one in force."""
-        from metrics_center.definition import load_definition
-        from metrics_center.errors import PublishRefused
-        from metrics_center.mart.definitions import newest_version
-
-        deployed = load_definition(self.spec)
-        newest = newest_version(engine, metric_key=self.spec.key)
-        if (
-            deployed.meaning_hash == run.definition_hash
-            and self.spec.version == run.definition_version
-            and (newest is None or newest <= run.definition_version)
-        ):
-            return
-        now = f"v{self.spec.version} ({deployed.meaning_hash[:12]})"
-        if newest is not None and newest > self.spec.version:
-            now += f"; v{newest} is registered in the mart"
-        raise PublishRefused(
-            f"{self.spec.key}'s definition changed while this run waited: the run computed v{run.definition_version} "
-            f"({run.definition_hash[:12]}, {run.timezone}), the definition in force is {now}. Its approved values "
-            "are stale; nothing published — re-run the period (clear the whole run) to compute it under the "
-            "new definition"
-        )
 
 
 def approve_task_id(spec: MetricSpec, stage: ApprovalStage) -> str:

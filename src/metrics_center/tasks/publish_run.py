@@ -1,0 +1,88 @@
+"""Publish one run: only what was approved, under the definition it was computed with, never over newer data.
+
+``publish`` refuses — with a message that names the stage, the version or the publication, and writing
+nothing — unless every stage's recorded answer approves this run's staged result, the definition the
+run registered is still the one in force, and no newer run already answered these periods.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from metrics_center.approvals import approved_by_text, verify_approved
+from metrics_center.definition import load_definition
+from metrics_center.errors import MetricsCenterError, PublishRefused
+from metrics_center.mart.definitions import newest_version
+from metrics_center.mart.publish import PublishResult, publish_values
+from metrics_center.mart.runs import RunRecord, finish_run, get_run
+from metrics_center.tasks.transform import read_result
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from sqlalchemy import Engine
+
+    from metrics_center.spec import MetricSpec
+
+
+def publish_run(engine: Engine, *, spec: MetricSpec, context: Context) -> tuple[RunRecord, PublishResult]:
+    """Publish the run in ``context`` (``spec`` = the definition as parsed now); mark it published or refused."""
+    run_id = context["run_id"]
+    run = get_run(engine, metric_key=spec.key, run_id=run_id)
+    if run is None or run.result_hash is None:
+        raise MetricsCenterError(
+            f"run {run_id} of {spec.key} has no registered, computed result; nothing published — clear the whole run"
+        )
+    try:
+        refuse_stale(engine, spec=spec, run=run)
+        answers = verify_approved(engine, spec=spec, run=run)
+        values, digest = read_result(spec=spec, context=context)
+        if digest != run.result_hash:
+            raise PublishRefused(
+                "the staged result is not the one that was approved (it changed after the transform recorded "
+                "it); nothing published — clear the whole run"
+            )
+        result = publish_values(
+            engine,
+            metric_key=spec.key,
+            definition_version=run.definition_version,
+            grain=spec.grain,
+            dimensions=list(spec.dimensions),
+            values=values,
+            run_id=run_id,
+            approved_by=approved_by_text(answers),
+            periods=[run.period_start],
+            data_as_of=run.started_at,
+            restatement=run.restatement,
+        )
+    except PublishRefused as exc:
+        finish_run(engine, metric_key=spec.key, run_id=run_id, state="refused", detail=str(exc))
+        raise
+    finish_run(
+        engine, metric_key=spec.key, run_id=run_id, state="published", publication_id=result.publication_id
+    )
+    return run, result
+
+
+def refuse_stale(engine: Engine, *, spec: MetricSpec, run: RunRecord) -> None:
+    """The values were computed under ``run``'s definition: refuse if that is no longer the one in force.
+
+    ``spec`` is the definition a worker parses now; its grain and dimensions are only used once its
+    meaning hash equals the run's, so they are the run's too.
+    """
+    deployed = load_definition(spec)
+    newest = newest_version(engine, metric_key=spec.key)
+    if (
+        deployed.meaning_hash == run.definition_hash
+        and spec.version == run.definition_version
+        and (newest is None or newest <= run.definition_version)
+    ):
+        return
+    now = f"v{spec.version} ({deployed.meaning_hash[:12]})"
+    if newest is not None and newest > spec.version:
+        now += f"; v{newest} is registered in the mart"
+    raise PublishRefused(
+        f"{spec.key}'s definition changed while this run waited: the run computed v{run.definition_version} "
+        f"({run.definition_hash[:12]}, {run.timezone}), the definition in force is {now}. Its approved values "
+        "are stale; nothing published — re-run the period (clear the whole run) to compute it under the new "
+        "definition"
+    )
