@@ -281,3 +281,119 @@ def test_task_role_without_ddl_rights_runs_a_metric(postgres_mart_url, mart):
         with mart.begin() as conn:
             conn.execute(sa.text(f"DROP OWNED BY {role}"))
             conn.execute(sa.text(f"DROP ROLE {role}"))
+
+
+def _approval_spec(on_timeout: str):
+    from metrics_center.spec import MetricSpec
+
+    return MetricSpec.model_validate(
+        {
+            "key": "m",
+            "name": "M",
+            "description": "d",
+            "department": "sales",
+            "owner": "alice",
+            "version": 1,
+            "change_note": "n",
+            "unit": "CNY",
+            "grain": "day",
+            "schedule": None,
+            "dimensions": ["region"],
+            "sources": {"s": {"path": "x.csv"}},
+            "transform": {"sql": "m.sql"},
+            "approval": {"stages": [{"name": "review", "approvers": ["bob"]}], "on_timeout": on_timeout},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("on_timeout", "chosen", "responder", "accepted", "said"),
+    [
+        ("approve", ["Approve"], None, True, "review: approved on timeout"),
+        (
+            "reject",
+            ["Approve"],
+            None,
+            False,
+            "review defaulted to Approve on timeout, but the definition now says on_timeout: reject",
+        ),
+        ("approve", ["Reject"], None, False, "review timed out at"),
+        (
+            "reject",
+            ["Approve"],
+            "mallory",
+            False,
+            "review was answered by mallory, who is not an approver of that stage (bob)",
+        ),
+        ("reject", ["Approve"], "bob", True, "review: bob"),
+    ],
+)
+def test_what_counts_as_an_approval(mart, on_timeout, chosen, responder, accepted, said):
+    from metrics_center.approvals import (
+        NotApproved,
+        approved_by_text,
+        record_answer,
+        record_request,
+        verify_approved,
+    )
+    from metrics_center.mart.runs import record_result
+
+    spec = _approval_spec(on_timeout)
+    _register(mart)
+    _start(mart, "run_1", DAY, active=set())
+    record_result(mart, metric_key="m", run_id="run_1", result_hash="abc", rows=1)
+    stage = spec.approval.stages[0]
+    record_request(
+        mart, metric_key="m", run_id="run_1", stage=stage, ti_id="ti-1", try_number=1, result_hash="abc"
+    )
+    record_answer(
+        mart,
+        metric_key="m",
+        run_id="run_1",
+        stage=stage,
+        ti_id="ti-1",
+        try_number=1,
+        chosen=chosen,
+        responded_by=responder,
+        responded_at=datetime(2026, 11, 27, 10, 2, tzinfo=UTC),
+        timed_out=False,
+    )
+    run = get_run(mart, metric_key="m", run_id="run_1")
+    if accepted:
+        assert approved_by_text(verify_approved(mart, spec=spec, run=run)) == said
+    else:
+        with pytest.raises(NotApproved, match="nothing published") as refused:
+            verify_approved(mart, spec=spec, run=run)
+        assert said in str(refused.value)
+
+
+def test_an_answer_to_an_earlier_request_does_not_count(mart):
+    """Approved on try 1, then the task was cleared (asked again, try 2) and marked success: not approved."""
+    from metrics_center.approvals import NotApproved, record_answer, record_request, verify_approved
+    from metrics_center.mart.runs import record_result
+
+    spec = _approval_spec("reject")
+    stage = spec.approval.stages[0]
+    _register(mart)
+    _start(mart, "run_1", DAY, active=set())
+    record_result(mart, metric_key="m", run_id="run_1", result_hash="abc", rows=1)
+    record_request(
+        mart, metric_key="m", run_id="run_1", stage=stage, ti_id="ti-1", try_number=1, result_hash="abc"
+    )
+    record_answer(
+        mart,
+        metric_key="m",
+        run_id="run_1",
+        stage=stage,
+        ti_id="ti-1",
+        try_number=1,
+        chosen=["Approve"],
+        responded_by="bob",
+        responded_at=None,
+        timed_out=False,
+    )
+    record_request(
+        mart, metric_key="m", run_id="run_1", stage=stage, ti_id="ti-1", try_number=2, result_hash="abc"
+    )
+    with pytest.raises(NotApproved, match=r"review was asked at .* and has no recorded answer"):
+        verify_approved(mart, spec=spec, run=get_run(mart, metric_key="m", run_id="run_1"))

@@ -85,10 +85,15 @@ def _demo_seed(args: argparse.Namespace) -> int:
 
 
 def _demo_history(args: argparse.Namespace) -> int:
+    import logging
+
     from metrics_center.demo.history import seed_history
     from metrics_center.loader import load_catalog
     from metrics_center.mart.engine import create_mart_engine
     from metrics_center.mart.migrate import upgrade
+
+    # Each of ~150 extracts logs its rendered SQL (useful in a task log, noise here).
+    logging.getLogger("metrics_center.tasks.extract").setLevel(logging.WARNING)
 
     catalog = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir())
     engine = create_mart_engine(args.url)
