@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from approvals import Answer, Responder
+from builders import expected_gmv
 
 LOGICAL = datetime(2026, 11, 27, tzinfo=UTC)  # daily run computing 2026-11-26
 REPO_INCLUDE = Path(__file__).resolve().parents[1] / "include"
@@ -67,27 +68,6 @@ def _current(engine, metric_key: str) -> list[sa.Row]:
         ).all()
 
 
-def _expected_gmv(demo_root, day: date) -> dict[tuple[str, str], float]:
-    """GMV recomputed independently with sqlite3 + csv, not with the code under test."""
-    import csv
-    import sqlite3
-    from collections import defaultdict
-    from datetime import timedelta
-
-    totals: dict[tuple[str, str], float] = defaultdict(float)
-    with sqlite3.connect(demo_root / "sales" / "sales.db") as conn:
-        for region, channel, amount in conn.execute(
-            "SELECT region, channel, amount FROM orders WHERE status='paid' AND substr(ordered_at,1,10)=?",
-            (day.isoformat(),),
-        ):
-            totals[(region, channel)] += amount
-    export = demo_root / "finance" / f"refunds_{(day + timedelta(days=1)).isoformat()}.csv"
-    with export.open() as fh:
-        for row in csv.DictReader(fh):
-            totals[(row["region"], row["channel"])] -= float(row["amount"])
-    return dict(totals)
-
-
 @pytest.mark.usefixtures("airflow_db")
 def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
     dag_run, responder = _run(
@@ -107,7 +87,7 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
     assert "already published" not in body
 
     rows = _current(mart, "gmv_daily")
-    expected = _expected_gmv(demo_data.root, date(2026, 11, 26))
+    expected = expected_gmv(demo_data.root, date(2026, 11, 26))
     got = {(r.dimensions["region"], r.dimensions["channel"]): r.value for r in rows}
     assert got.keys() == expected.keys()
     for key, value in expected.items():

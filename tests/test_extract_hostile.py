@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from builders import metric_spec
 
 from metrics_center.errors import MetricsCenterError
 from metrics_center.loader import load_metric
@@ -40,24 +41,7 @@ REFUNDS_HEADER = "refund_id,order_id,refunded_at,region,channel,amount\n"
 
 
 def _spec(sources: dict, **extra) -> MetricSpec:
-    return MetricSpec.model_validate(
-        {
-            "key": "m",
-            "name": "M",
-            "description": "d",
-            "department": "sales",
-            "owner": "alice",
-            "version": 1,
-            "change_note": "n",
-            "unit": "CNY",
-            "grain": "day",
-            "schedule": None,
-            "sources": sources,
-            "transform": {"sql": "metrics/gmv_daily.sql"},
-            "approval": {"stages": [{"name": "review", "approvers": ["bob"]}]},
-            **extra,
-        }
-    )
+    return metric_spec(sources=sources, **extra)
 
 
 def _parts(summary: dict) -> list[str]:

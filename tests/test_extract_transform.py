@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from builders import metric_spec
 
 from metrics_center.errors import MetricsCenterError
 from metrics_center.spec import MetricSpec
@@ -18,23 +19,7 @@ CONTEXT = {"logical_date": datetime(2026, 11, 27, tzinfo=UTC), "run_id": "manual
 
 
 def _spec(sources: dict) -> MetricSpec:
-    return MetricSpec.model_validate(
-        {
-            "key": "m",
-            "name": "M",
-            "description": "d",
-            "department": "sales",
-            "owner": "alice",
-            "version": 1,
-            "change_note": "n",
-            "unit": "CNY",
-            "grain": "day",
-            "schedule": None,
-            "sources": sources,
-            "transform": {"sql": "metrics/gmv_daily.sql"},
-            "approval": {"stages": [{"name": "review", "approvers": ["bob"]}]},
-        }
-    )
+    return metric_spec(sources=sources)
 
 
 def _staged(summary: dict) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from builders import metric_spec
 
 from metrics_center.errors import MartError
 from metrics_center.mart.definitions import register_definition
@@ -39,25 +40,8 @@ def _publish(engine, values: pa.Table, run_id: str, at: datetime | None = None):
 
 
 def _register(engine, version: int = 1, digest: str = "h1"):
-    from metrics_center.spec import MetricSpec
-
-    spec = MetricSpec.model_validate(
-        {
-            "key": "m",
-            "name": "M",
-            "description": "d",
-            "department": "sales",
-            "owner": "alice",
-            "version": version,
-            "change_note": "n",
-            "unit": "CNY",
-            "grain": "day",
-            "schedule": None,
-            "dimensions": ["region"],
-            "sources": {"s": {"path": "x.csv"}},
-            "transform": {"sql": "m.sql"},
-            "approval": {"stages": [{"name": "review", "approvers": ["bob"]}]},
-        }
+    spec = metric_spec(
+        version=version, dimensions=["region"], sources={"s": {"path": "x.csv"}}, transform={"sql": "m.sql"}
     )
     return register_definition(engine, spec=spec, definition={"v": version}, definition_hash=digest)
 

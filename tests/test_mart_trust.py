@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from builders import metric_spec
 from test_mart import _current, _publish, _register, _values
 
 from metrics_center.errors import MartError
@@ -283,27 +284,29 @@ def test_task_role_without_ddl_rights_runs_a_metric(postgres_mart_url, mart):
             conn.execute(sa.text(f"DROP ROLE {role}"))
 
 
-def _approval_spec(on_timeout: str):
-    from metrics_center.spec import MetricSpec
+def _answered(mart, *, on_timeout: str, chosen: list[str], responder: str | None):
+    """Run ``run_1`` computed (result ``abc``), asked on try 1 and answered as given; returns (spec, stage)."""
+    from metrics_center.approvals import record_answer, record_request
+    from metrics_center.mart.runs import record_result
 
-    return MetricSpec.model_validate(
-        {
-            "key": "m",
-            "name": "M",
-            "description": "d",
-            "department": "sales",
-            "owner": "alice",
-            "version": 1,
-            "change_note": "n",
-            "unit": "CNY",
-            "grain": "day",
-            "schedule": None,
-            "dimensions": ["region"],
-            "sources": {"s": {"path": "x.csv"}},
-            "transform": {"sql": "m.sql"},
-            "approval": {"stages": [{"name": "review", "approvers": ["bob"]}], "on_timeout": on_timeout},
-        }
+    spec = metric_spec(
+        approval={"stages": [{"name": "review", "approvers": ["bob"]}], "on_timeout": on_timeout}
     )
+    stage = spec.approval.stages[0]
+    _register(mart)
+    _start(mart, "run_1", DAY, active=set())
+    record_result(mart, metric_key="m", run_id="run_1", result_hash="abc", rows=1)
+    asked = {"metric_key": "m", "run_id": "run_1", "stage": stage, "ti_id": "ti-1", "try_number": 1}
+    record_request(mart, **asked, result_hash="abc")
+    record_answer(
+        mart,
+        **asked,
+        chosen=chosen,
+        responded_by=responder,
+        responded_at=datetime(2026, 11, 27, 10, 2, tzinfo=UTC),
+        timed_out=False,
+    )
+    return spec, stage
 
 
 @pytest.mark.parametrize(
@@ -317,7 +320,13 @@ def _approval_spec(on_timeout: str):
             False,
             "review defaulted to Approve on timeout, but the definition now says on_timeout: reject",
         ),
-        ("approve", ["Reject"], None, False, "review timed out at"),
+        (
+            "approve",
+            ["Reject"],
+            None,
+            False,
+            "review timed out at 2026-11-27 10:02 UTC and defaulted to Reject",
+        ),
         (
             "reject",
             ["Approve"],
@@ -325,39 +334,14 @@ def _approval_spec(on_timeout: str):
             False,
             "review was answered by mallory, who is not an approver of that stage (bob)",
         ),
+        ("reject", ["Reject"], "bob", False, "review was rejected by bob at 2026-11-27 10:02 UTC"),
         ("reject", ["Approve"], "bob", True, "review: bob"),
     ],
 )
 def test_what_counts_as_an_approval(mart, on_timeout, chosen, responder, accepted, said):
-    from metrics_center.approvals import (
-        NotApproved,
-        approved_by_text,
-        record_answer,
-        record_request,
-        verify_approved,
-    )
-    from metrics_center.mart.runs import record_result
+    from metrics_center.approvals import NotApproved, approved_by_text, verify_approved
 
-    spec = _approval_spec(on_timeout)
-    _register(mart)
-    _start(mart, "run_1", DAY, active=set())
-    record_result(mart, metric_key="m", run_id="run_1", result_hash="abc", rows=1)
-    stage = spec.approval.stages[0]
-    record_request(
-        mart, metric_key="m", run_id="run_1", stage=stage, ti_id="ti-1", try_number=1, result_hash="abc"
-    )
-    record_answer(
-        mart,
-        metric_key="m",
-        run_id="run_1",
-        stage=stage,
-        ti_id="ti-1",
-        try_number=1,
-        chosen=chosen,
-        responded_by=responder,
-        responded_at=datetime(2026, 11, 27, 10, 2, tzinfo=UTC),
-        timed_out=False,
-    )
+    spec, _ = _answered(mart, on_timeout=on_timeout, chosen=chosen, responder=responder)
     run = get_run(mart, metric_key="m", run_id="run_1")
     if accepted:
         assert approved_by_text(verify_approved(mart, spec=spec, run=run)) == said
@@ -369,29 +353,9 @@ def test_what_counts_as_an_approval(mart, on_timeout, chosen, responder, accepte
 
 def test_an_answer_to_an_earlier_request_does_not_count(mart):
     """Approved on try 1, then the task was cleared (asked again, try 2) and marked success: not approved."""
-    from metrics_center.approvals import NotApproved, record_answer, record_request, verify_approved
-    from metrics_center.mart.runs import record_result
+    from metrics_center.approvals import NotApproved, record_request, verify_approved
 
-    spec = _approval_spec("reject")
-    stage = spec.approval.stages[0]
-    _register(mart)
-    _start(mart, "run_1", DAY, active=set())
-    record_result(mart, metric_key="m", run_id="run_1", result_hash="abc", rows=1)
-    record_request(
-        mart, metric_key="m", run_id="run_1", stage=stage, ti_id="ti-1", try_number=1, result_hash="abc"
-    )
-    record_answer(
-        mart,
-        metric_key="m",
-        run_id="run_1",
-        stage=stage,
-        ti_id="ti-1",
-        try_number=1,
-        chosen=["Approve"],
-        responded_by="bob",
-        responded_at=None,
-        timed_out=False,
-    )
+    spec, stage = _answered(mart, on_timeout="reject", chosen=["Approve"], responder="bob")
     record_request(
         mart, metric_key="m", run_id="run_1", stage=stage, ti_id="ti-1", try_number=2, result_hash="abc"
     )

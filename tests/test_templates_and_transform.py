@@ -3,16 +3,14 @@ and a result with NULL/NaN/∞ values or duplicate keys is refused before anyone
 
 from __future__ import annotations
 
-import csv
 import shutil
-import sqlite3
-from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
+from builders import expected_gmv, metric_spec
 
 from metrics_center.dimensions import dimensions_key, dimensions_key_sql
 from metrics_center.errors import MetricsCenterError
@@ -27,23 +25,7 @@ SHANGHAI_MIDNIGHT = datetime(2026, 11, 26, 16, tzinfo=UTC)  # 2026-11-27 00:00 +
 
 
 def _spec(**overrides) -> MetricSpec:
-    base = {
-        "key": "m",
-        "name": "M",
-        "description": "d",
-        "department": "sales",
-        "owner": "alice",
-        "version": 1,
-        "change_note": "n",
-        "unit": "CNY",
-        "grain": "day",
-        "schedule": None,
-        "dimensions": ["region"],
-        "sources": {"s": {"path": "s.csv"}},
-        "transform": {"sql": "t.sql"},
-        "approval": {"stages": [{"name": "review", "approvers": ["bob"]}]},
-    }
-    return MetricSpec.model_validate({**base, **overrides})
+    return metric_spec(**{"dimensions": ["region"], "transform": {"sql": "t.sql"}, **overrides})
 
 
 def _context(instant: datetime, run_id: str = "manual__t") -> dict:
@@ -136,21 +118,6 @@ def shanghai_include(tmp_path, monkeypatch):
     return home
 
 
-def _expected_gmv(root: Path, day: date) -> dict[tuple[str, str], float]:
-    """GMV for ``day`` with sqlite3 + csv: paid orders of the day minus the refunds in the next morning's export."""
-    totals: dict[tuple[str, str], float] = defaultdict(float)
-    with sqlite3.connect(root / "sales" / "sales.db") as conn:
-        for region, channel, amount in conn.execute(
-            "SELECT region, channel, amount FROM orders WHERE status='paid' AND substr(ordered_at,1,10)=?",
-            (day.isoformat(),),
-        ):
-            totals[(region, channel)] += amount
-    with (root / "finance" / f"refunds_{(day + timedelta(days=1)).isoformat()}.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            totals[(row["region"], row["channel"])] -= float(row["amount"])
-    return dict(totals)
-
-
 def test_a_shanghai_metric_reads_the_business_days_export(shanghai_include, demo_data):
     """Airflow's UTC `ds` would pick the wrong day's refund export and over-state GMV with all checks green."""
     spec = (
@@ -164,7 +131,7 @@ def test_a_shanghai_metric_reads_the_business_days_export(shanghai_include, demo
     extract_source(spec=spec, source_name="orders", context=context)
     summary = transform(spec=spec, context=context)
     got = {(v["region"], v["channel"]): v["value"] for v in summary["values"]}
-    expected = _expected_gmv(demo_data.root, date(2026, 11, 26))
+    expected = expected_gmv(demo_data.root, date(2026, 11, 26))
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-9)
