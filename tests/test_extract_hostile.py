@@ -386,21 +386,38 @@ def test_symlinks_and_absolute_paths_inside_the_root_are_fine(home):
 # --- 4. failing source SQL names the source, the connection and the SQL -----------------------------
 
 
-def test_failing_sqlite_sql_names_source_connection_and_rendered_sql(home, monkeypatch, caplog):
+class _Kept(logging.Handler):
+    """Records of one logger, kept on that logger: Airflow replaces the root handlers (and caplog's) when
+    it configures logging on first use, which happens inside the extract."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_failing_sqlite_sql_names_source_connection_and_rendered_sql(home, monkeypatch):
     _sqlite_conn(home, monkeypatch, ("CREATE TABLE t (id INTEGER)", []))
     _sql_file(home, "bad.sql", "SELECT id FROM nope WHERE day = '{{ period_start }}'")
     spec = _spec({"orders": {"conn_id": "shop_db", "sql": "bad.sql"}})
     rendered = "SELECT id FROM nope WHERE day = '2026-11-26'"
-    with (
-        caplog.at_level(logging.INFO, logger="metrics_center.tasks.extract"),
-        pytest.raises(MetricsCenterError) as caught,
-    ):
-        extract_source(spec=spec, source_name="orders", context=CONTEXT)
+    logger, kept = logging.getLogger("metrics_center.tasks.extract"), _Kept()
+    level = logger.level
+    logger.addHandler(kept)
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.raises(MetricsCenterError) as caught:
+            extract_source(spec=spec, source_name="orders", context=CONTEXT)
+    finally:
+        logger.removeHandler(kept)
+        logger.setLevel(level)
     assert str(caught.value) == (
         f"source `orders` on connection `shop_db` failed: no such table: nope\nSQL:\n{rendered}"
     )
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
-    assert any(rendered in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+    assert any(rendered in r.getMessage() and r.levelno == logging.INFO for r in kept.records)
 
 
 def test_failing_postgres_sql_names_source_connection_and_rendered_sql(home, monkeypatch, pg_url):
