@@ -22,7 +22,7 @@ from builders import metric_spec
 from metrics_center.errors import MetricsCenterError
 from metrics_center.loader import load_metric
 from metrics_center.spec import MetricSpec
-from metrics_center.tasks import extract
+from metrics_center.tasks import extract, sql_rows
 from metrics_center.tasks.extract import extract_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,8 +264,8 @@ def test_an_empty_file_first_in_a_glob_is_widened_by_the_next(home):
 
 
 def test_decimal_and_float_in_one_column_become_doubles():
-    columns = [extract.SqlColumn(name="amount"), extract.SqlColumn(name="n")]
-    table = extract.rows_to_table(
+    columns = [sql_rows.SqlColumn(name="amount"), sql_rows.SqlColumn(name="n")]
+    table = sql_rows.rows_to_table(
         columns=columns, rows=[(Decimal("1.25"), 1), (2.5, 2), (None, 3)], source="orders"
     )
     assert [str(t) for t in table.schema.types] == ["double", "int64"]
