@@ -17,15 +17,8 @@ from pathlib import Path
 import pytest
 
 from metrics_center.errors import QualityCheckFailed, SpecError, SpecProblem
-from metrics_center.loader import (
-    TEAMS_FILE,
-    expectation_args,
-    gx_internal_fields,
-    known_expectations,
-    load_catalog,
-    load_metric,
-    load_teams,
-)
+from metrics_center.loader import TEAMS_FILE, load_catalog, load_metric, load_teams
+from metrics_center.rule_checks import expectation_args, gx_internal_fields, known_expectations
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "metrics_center"

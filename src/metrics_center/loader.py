@@ -6,13 +6,9 @@ separately, the problems of each bad file.
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +16,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from metrics_center.errors import SpecError, SpecProblem
-from metrics_center.spec import Expectation, FileSource, MetricSpec, SqlSource, Teams
+from metrics_center.rule_checks import quality_findings
+from metrics_center.spec import FileSource, MetricSpec, SqlSource, Teams
 
 TEAMS_FILE = "_teams.yaml"
-GX_SNAPSHOT = "gx_expectations.json"
 DATA_ROOT_FIX = "give a path relative to METRICS_CENTER_DATA_ROOT"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -57,40 +53,6 @@ class Catalog:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-@dataclass(frozen=True)
-class ExpectationArgs:
-    """The arguments a metric's rule may give one GX expectation (from the committed snapshot)."""
-
-    accepted: tuple[str, ...]
-    required: tuple[str, ...]
-
-
-@cache
-def _gx_snapshot() -> dict[str, Any]:
-    """``gx_expectations.json``, made from the installed GX by ``python -m metrics_center.tasks.quality``."""
-    return json.loads(resources.files("metrics_center").joinpath(GX_SNAPSHOT).read_text(encoding="utf-8"))
-
-
-@cache
-def expectation_args() -> Mapping[str, ExpectationArgs]:
-    """Accepted and required arguments of each built-in GX expectation, without importing GX."""
-    return {
-        name: ExpectationArgs(accepted=tuple(args["accepted"]), required=tuple(args["required"]))
-        for name, args in _gx_snapshot()["expectations"].items()
-    }
-
-
-@cache
-def gx_internal_fields() -> frozenset[str]:
-    """GX fields every expectation has that a rule may not set (result_format, catch_exceptions…)."""
-    return frozenset(_gx_snapshot()["excluded"])
-
-
-def known_expectations() -> frozenset[str]:
-    """Snake-case names of Great Expectations' built-in expectations (snapshot; a test keeps it true)."""
-    return frozenset(expectation_args())
 
 
 def _read_yaml(path: Path) -> tuple[str, Any]:
@@ -231,7 +193,6 @@ def load_teams(path: Path) -> Teams:
     return teams
 
 
-_Finding = tuple[tuple[str | int, ...], str, str]  # (loc, what, fix)
 _ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:[/\\])")
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}")
 
@@ -250,72 +211,6 @@ def data_root_escape(raw: str) -> str | None:
     if any(".." in (part, _JINJA.sub("", part).strip()) for part in parts):
         return f"{raw!r} climbs out of METRICS_CENTER_DATA_ROOT with a `..` part"
     return None
-
-
-def _argument_findings(index: int, rule: Expectation, args: ExpectationArgs) -> list[_Finding]:
-    """Unknown and missing arguments of one quality rule, judged by the GX snapshot."""
-    findings: list[_Finding] = []
-    accepted = ", ".join(args.accepted) or "none"
-    for name in map(str, rule.kwargs):
-        if name in args.accepted:
-            continue
-        if name in gx_internal_fields():
-            message = f"`{name}` is a Great Expectations setting that Metrics Center does not let a rule set"
-            fix = f"remove it; accepted: {accepted}"
-        else:
-            message = f"unknown argument of {rule.expect}"
-            close = difflib.get_close_matches(name, args.accepted, n=1)
-            fix = (
-                f"did you mean {close[0]}? accepted: {accepted}"
-                if close
-                else f"remove it; accepted: {accepted}"
-            )
-        findings.append((("quality", index, name), message, fix))
-    for name in args.required:
-        if name not in rule.kwargs:
-            message = f"required argument `{name}` of {rule.expect} is missing"
-            findings.append((("quality", index, name), message, f"add `{name}:` to this rule"))
-    return findings
-
-
-def _gx_model_findings(index: int, rule: Expectation) -> list[_Finding]:
-    """Build the rule through GX's own model (imports GX: CLI only, never at DAG parse time)."""
-    from metrics_center.tasks.quality import expectation_argument_problems
-
-    return [
-        (("quality", index, p.argument) if p.argument else ("quality", index), p.message, p.fix)
-        for p in expectation_argument_problems(expect=rule.expect, kwargs=rule.kwargs)
-    ]
-
-
-def _quality_findings(spec: MetricSpec, *, check_with_gx: bool) -> list[_Finding]:
-    findings: list[_Finding] = []
-    known = expectation_args()
-    for i, rule in enumerate(spec.quality):
-        args = known.get(rule.expect)
-        if args is None:
-            findings.append(
-                (
-                    ("quality", i, "expect"),
-                    f"{rule.expect!r} is not a Great Expectations expectation",
-                    "use a snake_case name from the GX 1.x gallery, e.g. expect_column_values_to_not_be_null",
-                )
-            )
-        else:
-            rule_findings = _argument_findings(i, rule, args)
-            if check_with_gx and not rule_findings:
-                rule_findings = _gx_model_findings(i, rule)
-            findings.extend(rule_findings)
-        column = rule.kwargs.get("column")
-        if column is not None and column not in spec.output_columns:
-            findings.append(
-                (
-                    ("quality", i, "column"),
-                    f"column {column!r} is not an output column",
-                    f"use one of {spec.output_columns}",
-                )
-            )
-    return findings
 
 
 def _cross_checks(
@@ -351,7 +246,7 @@ def _cross_checks(
             add(loc, f"{rel!r} leaves the sql folder", "give a path relative to include/sql/")
         elif not (sql_root / rel).is_file():
             add(loc, f"SQL file {rel!r} does not exist under {sql_root}", "create it or fix the path")
-    for finding in _quality_findings(spec, check_with_gx=check_with_gx):
+    for finding in quality_findings(spec, check_with_gx=check_with_gx):
         add(*finding)
     if teams is not None:
         if spec.department not in teams.departments:

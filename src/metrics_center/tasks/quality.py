@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 #: Metrics Center fixes) plus these two, declared lower in GX's class tree.
 EXTRA_INTERNAL_FIELDS = ("batch_id", "library_metadata")
 SNAPSHOT_JSON = "gx_expectations.json"
-SNAPSHOT_TXT = "gx_expectations.txt"
 _NAMEABLE = re.compile(r"expect_[a-z0-9_]+")  # what spec.Expectation.expect accepts
 _MAX_ERROR = 300
 
@@ -86,11 +85,8 @@ def gx_expectation_snapshot() -> dict[str, Any]:
 
 
 def snapshot_texts(snapshot: Mapping[str, Any]) -> dict[str, str]:
-    """File name → content of the committed snapshot files (JSON, and the plain list of names)."""
-    return {
-        SNAPSHOT_JSON: json.dumps(snapshot, indent=2) + "\n",
-        SNAPSHOT_TXT: "".join(f"{name}\n" for name in snapshot["expectations"]),
-    }
+    """File name → content of the committed snapshot file."""
+    return {SNAPSHOT_JSON: json.dumps(snapshot, indent=2) + "\n"}
 
 
 def write_gx_snapshot(*, folder: Path) -> list[Path]:
