@@ -87,7 +87,7 @@ def test_issue_example_is_accepted_as_written():
         ("expect_table_row_count_to_be_between", {"min_value": 1}),
     ]
     assert spec.anomaly is not None
-    assert (spec.anomaly.method, spec.anomaly.threshold, spec.anomaly.window) == ("zscore", 3.0, 28)
+    assert (spec.anomaly.method, spec.anomaly.effective_threshold, spec.anomaly.window) == ("zscore", 3.0, 28)
     assert (spec.anomaly.min_history, spec.anomaly.seasonality) == (7, "day_of_week")
     stages = spec.approval.stages
     assert [(s.name, s.slug, s.approvers) for s in stages] == [

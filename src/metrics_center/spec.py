@@ -92,17 +92,46 @@ class Expectation(BaseModel):
 
 
 class Anomaly(_Strict):
-    method: Literal["zscore", "iqr", "pct_change"] = "zscore"
-    threshold: float = Field(default=3.0, gt=0)
-    window: int = Field(default=28, ge=2)
-    min_history: int = Field(default=7, ge=1)
-    seasonality: Literal["none", "day_of_week"] = "none"
+    """Compare each new value with the metric's published history, per dimension combination.
+
+    Defaults follow Elementary's (z-score, sensitivity 3, min training set 7) with a 28-period window.
+    """
+
+    method: Literal["zscore", "mad", "pct_change"] = Field(
+        default="zscore",
+        description=(
+            "zscore: distance from the window's mean in standard deviations; mad: robust z from the median "
+            "and median absolute deviation; pct_change: relative change vs the previous period and vs the "
+            "same period one season back."
+        ),
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        description="Score beyond which a value is an anomaly: default 3 (zscore, mad) or 0.5 = ±50% (pct_change).",
+    )
+    window: int = Field(default=28, ge=2, description="History points in the baseline (per combination).")
+    min_history: int = Field(default=7, ge=1, description="Fewer points: 'not enough history', never an alarm.")
+    direction: Literal["both", "up", "down"] = Field(default="both", description="Which deviations alarm.")
+    seasonality: Literal["none", "day_of_week"] = Field(
+        default="none", description="day_of_week (daily grain): compare a Monday only with Mondays."
+    )
+    compare_across_versions: bool = Field(
+        default=False, description="Also use values published under older definition versions."
+    )
+    block: bool = Field(default=False, description="Make an anomaly a quality failure (blocks publishing).")
 
     @model_validator(mode="after")
     def _history_fits_window(self) -> Anomaly:
         if self.min_history > self.window:
             raise ValueError("min_history cannot exceed window; lower min_history or widen window")
         return self
+
+    @property
+    def effective_threshold(self) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        return 0.5 if self.method == "pct_change" else 3.0
 
 
 class ApprovalStage(_Strict):

@@ -79,6 +79,7 @@ quality_result = sa.Table(
     sa.Column("success", sa.Boolean),
     sa.Column("observed", JSON),
     sa.Column("checked_at", TS),
+    sa.Column("severity", sa.String(8)),
 )
 
 approval_event = sa.Table(
@@ -116,6 +117,50 @@ metric_run = sa.Table(
     sa.Column("publication_id", sa.Integer),
     sa.Column("detail", sa.Text),
     sa.Column("updated_at", TS),
+)
+
+anomaly = sa.Table(
+    "anomaly",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("metric_key", sa.String(63)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("period_start", sa.Date),
+    sa.Column("dimensions", JSON),
+    sa.Column("value", sa.Float(precision=53)),
+    sa.Column("expected", sa.Float(precision=53)),
+    sa.Column("band_low", sa.Float(precision=53)),
+    sa.Column("band_high", sa.Float(precision=53)),
+    sa.Column("score", sa.Float(precision=53)),
+    sa.Column("method", sa.String(16)),
+    sa.Column("baseline_points", sa.Integer),
+    sa.Column("definition_version", sa.Integer),
+    sa.Column("detected_at", TS),
+    sa.Column("marked_expected_by", sa.String(255)),
+    sa.Column("marked_expected_at", TS),
+)
+
+notification = sa.Table(
+    "notification",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(32)),
+    sa.Column("dedupe_key", sa.String(255)),
+    sa.Column("metric_key", sa.String(63)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("recipient", sa.String(255)),
+    sa.Column("address", sa.String(255)),
+    sa.Column("group_key", sa.String(255)),
+    sa.Column("payload", JSON),
+    sa.Column("state", sa.String(16)),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("next_attempt_at", TS),
+    sa.Column("delivery_token", sa.String(64)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("slack_channel", sa.String(64)),
+    sa.Column("slack_ts", sa.String(64)),
+    sa.Column("created_at", TS),
+    sa.Column("delivered_at", TS),
 )
 
 metric_value_current = sa.table(

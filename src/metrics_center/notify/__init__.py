@@ -1,0 +1,1 @@
+"""Notifications: the outbox (written with its cause), Block Kit rendering and delivery to Slack."""
