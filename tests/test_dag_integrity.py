@@ -106,9 +106,10 @@ DEMO_KEYS = sorted(p.stem for p in DEMO_METRICS.glob("*.yaml") if not p.name.sta
 #: task id → its downstream task ids, written out by hand from the demo YAML files.
 EXPECTED_GRAPHS = {
     "gmv_daily": {
-        "register_definition": ["extract_orders", "extract_refunds"],
+        "register_definition": ["extract_orders", "extract_refunds", "extract_settlements"],
         "extract_orders": ["transform"],
         "extract_refunds": ["transform"],
+        "extract_settlements": ["transform"],
         "transform": ["quality_check"],
         "quality_check": ["approve_sales_review"],
         "approve_sales_review": ["approve_finance_sign_off"],

@@ -81,7 +81,9 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
     assert str(dag_run.state) == "success", _states(dag_run)
     body = _approval_body(dag_run, "approve_finance_sign_off")
     assert "period **2026-11-26 (day, UTC)**" in body
-    assert "**Quality checks**: 3/3 passed" in body
+    assert "**Quality checks**: 3/4 passed" in body  # the demo plants a settlement gap: a warning
+    assert "- ⚠️ `reconcile:settled_cash` (warn, within 1%): ours " in body
+    assert "; 1 of 4 outside" in body
     assert "`orders`: " in body and "from finance/refunds_2026-11-27.csv" in body
     assert "sales review: approved by bob" in body
     assert "already published" not in body
@@ -117,7 +119,7 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
     assert [stage for stage, _ in requests] == ["sales review", "finance sign-off"]
     assert {result_hash for _, result_hash in requests} == {run.result_hash}  # both saw the published result
     assert run.state == "published" and run.publication_id is not None
-    assert tuple(quality) == (3, 3)
+    assert tuple(quality) == (4, 3)
     assert [tuple(d) for d in dictionary] == [("gmv_daily", 1)]
 
 

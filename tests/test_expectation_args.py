@@ -242,5 +242,5 @@ def test_a_rule_gx_cannot_run_is_a_failed_result_and_the_others_still_run():
     assert "error" not in results[1]["observed"] and "error" not in results[5]["observed"]
     assert all(len(e) <= 300 for e in errors)
 
-    with pytest.raises(QualityCheckFailed, match=r"4 of 6 expectations failed"):
+    with pytest.raises(QualityCheckFailed, match=r"4 of 6 checks failed"):
         raise_on_failures(metric_key="broken_rules", results=results)

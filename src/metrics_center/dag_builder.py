@@ -61,7 +61,7 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
             ExtractOperator(task_id=f"extract_{name}", spec=spec, source_name=name) for name in spec.sources
         ]
         transform = TransformOperator(task_id="transform", spec=spec)
-        quality = QualityCheckOperator(task_id="quality_check", spec=spec)
+        quality = QualityCheckOperator(task_id="quality_check", spec=spec, teams=teams)
         approvals = [
             MetricApprovalOperator(task_id=approve_task_id(spec, stage), spec=spec, stage=stage, teams=teams)
             for stage in spec.approval.stages

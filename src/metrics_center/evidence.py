@@ -38,6 +38,7 @@ def approval_body(
     already_published: dict[str, float | None],
     sources: list[dict[str, Any]],
     quality: list[dict[str, Any]],
+    anomalies: list[dict[str, Any]],
     earlier_approvals: list[str],
     doc: str,
     restatement: bool = False,
@@ -86,10 +87,59 @@ def approval_body(
         lines += ["", "**The result is empty**: approving publishes no values for this period."]
     lines += ["", "**Rows extracted per source**", ""]
     lines += [f"- `{s['source']}`: {s['rows']:,} rows from {s['origin']}" for s in sources]
+    if anomalies:
+        lines += ["", f"**Anomalies** ({len(anomalies)}, vs this metric's published history)", ""]
+        lines += [f"- {anomaly_line(a, unit=unit)}" for a in anomalies[:MAX_ROWS_SHOWN]]
+        if len(anomalies) > MAX_ROWS_SHOWN:
+            lines.append(f"- … and {len(anomalies) - MAX_ROWS_SHOWN} more")
     passed = sum(1 for q in quality if q["success"])
     lines += ["", f"**Quality checks**: {passed}/{len(quality)} passed", ""]
-    lines += [f"- {'✅' if q['success'] else '❌'} `{q['expectation']}` {q['kwargs']}" for q in quality]
+    for q in quality:
+        mark = "✅" if q["success"] else ("⚠️" if q.get("severity") == "warn" else "❌")
+        if q["expectation"].startswith("reconcile:"):
+            lines.append(f"- {mark} {reconciliation_line(q, unit=unit)}")
+        else:
+            lines.append(f"- {mark} `{q['expectation']}` {q['kwargs']}")
     if earlier_approvals:
         lines += ["", "**Earlier stages**: " + "; ".join(earlier_approvals)]
     lines += ["", "---", doc]
     return "\n".join(lines)
+
+
+def anomaly_line(anomaly: dict[str, Any], *, unit: str) -> str:
+    """``east: ▲ 18,200.00 CNY, +38.0% vs expected 13,190.00 CNY ± 1,100.00 (zscore 4.2)``."""
+    dims = ", ".join(f"{k}={v}" for k, v in (anomaly.get("dimensions") or {}).items()) or "(no dimensions)"
+    value, expected = anomaly["value"], anomaly.get("expected")
+    arrow = "▲" if expected is None or value >= expected else "▼"
+    if expected is None:
+        return f"{dims}: {arrow} {_fmt(value, unit)} (no expected value)"
+    change = f", {(value - expected) / abs(expected):+.1%}" if expected else ""
+    low, high = anomaly.get("band_low"), anomaly.get("band_high")
+    half = (high - low) / 2 if low is not None and high is not None else None
+    band = f" ± {half:,.2f}" if half else " (flat history: any change is unusual)"
+    score = anomaly.get("score")
+    scored = f" ({anomaly['method']} {score:+.1f})" if score is not None else ""
+    return f"{dims}: {arrow} {_fmt(value, unit)}{change} vs expected {_fmt(expected, unit)}{band}{scored}"
+
+
+def reconciliation_line(result: dict[str, Any], *, unit: str) -> str:
+    """``reconcile:gmv_vs_cash (warn, within 1%): ours 65,859.87 CNY vs theirs 62,100.00 CNY (+6.1%); 1 of 4 outside``."""
+    kwargs, observed = result["kwargs"], result.get("observed") or {}
+    tolerance = kwargs.get("tolerance", {})
+    allowed = []
+    if tolerance.get("pct") is not None:
+        allowed.append(f"{tolerance['pct']:g}%")
+    if tolerance.get("abs") is not None:
+        allowed.append(f"{tolerance['abs']:,g} {unit}")
+    head = (
+        f"`{result['expectation']}` ({result.get('severity', 'block')}, within {' or '.join(allowed) or '—'})"
+    )
+    if "error" in observed:
+        return f"{head}: could not compare — {observed['error']}"
+    ours, theirs = observed.get("ours"), observed.get("theirs")
+    relative = f" ({(ours - theirs) / abs(theirs):+.1%})" if ours is not None and theirs else ""
+    outside = observed.get("mismatched", 0)
+    return (
+        f"{head}: ours {_fmt(ours, unit)} vs theirs {_fmt(theirs, unit)}{relative}; "
+        f"{outside} of {observed.get('compared', 0)} outside"
+    )

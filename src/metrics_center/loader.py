@@ -213,6 +213,43 @@ def data_root_escape(raw: str) -> str | None:
     return None
 
 
+def _check_findings(spec: MetricSpec) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Anomaly and reconciliation settings that only make sense with this metric's grain and dimensions."""
+    findings: list[tuple[tuple[str | int, ...], str, str]] = []
+    if spec.anomaly and spec.anomaly.seasonality == "day_of_week" and spec.grain != "day":
+        findings.append(
+            (
+                ("anomaly", "seasonality"),
+                "day_of_week seasonality needs grain: day",
+                "remove it, or use grain: day",
+            )
+        )
+    names = [check.name for check in spec.reconciliations]
+    for i, check in enumerate(spec.reconciliations):
+        if names.count(check.name) > 1:
+            findings.append(
+                (("reconciliations", i, "name"), f"{check.name!r} is used twice", "name each check once")
+            )
+        for j, dim in enumerate(check.by):
+            if dim not in spec.dimensions:
+                findings.append(
+                    (
+                        ("reconciliations", i, "by", j),
+                        f"{dim!r} is not a dimension of the metric",
+                        f"use some of {spec.dimensions} (or none, to compare the total)",
+                    )
+                )
+        if set(check.by) != set(spec.dimensions) and spec.aggregation != "sum":
+            findings.append(
+                (
+                    ("reconciliations", i, "by"),
+                    "comparing fewer dimensions than the metric has sums its values, but the metric is not additive",
+                    f"set aggregation: sum, or compare by all of {spec.dimensions}",
+                )
+            )
+    return findings
+
+
 def _cross_checks(
     path: Path, text: str, spec: MetricSpec, *, teams: Teams | None, sql_root: Path, check_with_gx: bool
 ) -> list[SpecProblem]:
@@ -241,6 +278,10 @@ def _cross_checks(
                 source.resolved_format()
             except ValueError as exc:
                 add(("sources", name, "path"), *str(exc).split("; ", 1))
+    for i, check in enumerate(spec.reconciliations):
+        sql_files.append((("reconciliations", i, "sql"), check.sql))
+    for loc, message, fix in _check_findings(spec):
+        add(loc, message, fix)
     for loc, rel in sql_files:
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
             add(loc, f"{rel!r} leaves the sql folder", "give a path relative to include/sql/")

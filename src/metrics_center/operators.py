@@ -138,29 +138,19 @@ class TransformOperator(_MetricTask):
 
 
 class QualityCheckOperator(_MetricTask):
-    """Validate the result with Great Expectations; any failed expectation fails the run (nothing published)."""
+    """Expectations, reconciliations and anomaly scoring; stored with their alerts; blocking failures fail the run."""
 
     ui_color = "#fdecea"
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from metrics_center.mart.audit import record_quality_results
-        from metrics_center.mart.engine import get_engine
-        from metrics_center.runtime import run_period
-        from metrics_center.tasks.quality import raise_on_failures, run_expectations
-        from metrics_center.tasks.transform import read_result
+    def __init__(self, *, teams: Teams | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.teams = teams
 
-        table, _digest = read_result(spec=self.spec, context=context)
-        frame = table.to_pandas()
-        results = run_expectations(frame=frame, rules=list(self.spec.quality), suite_name=self.spec.key)
-        record_quality_results(
-            get_engine(),
-            metric_key=self.spec.key,
-            run_id=context["run_id"],
-            period_start=run_period(context, self.spec).start,
-            results=results,
-        )
-        raise_on_failures(metric_key=self.spec.key, results=results)
-        return {"passed": len(results), "results": results}
+    def execute(self, context: Context) -> dict[str, Any]:
+        from metrics_center.mart.engine import get_engine
+        from metrics_center.tasks.quality_gate import run_quality_gate
+
+        return run_quality_gate(get_engine(), spec=self.spec, teams=self.teams, context=context)
 
 
 class MetricApprovalOperator(ApprovalOperator):
@@ -236,7 +226,7 @@ class MetricApprovalOperator(ApprovalOperator):
         from metrics_center.definition import render_doc
         from metrics_center.errors import MetricsCenterError
         from metrics_center.evidence import MAX_ROWS_SHOWN, approval_body
-        from metrics_center.mart.audit import current_values, run_quality_results
+        from metrics_center.mart.audit import current_values, run_anomalies, run_quality_results
         from metrics_center.periods import period_containing
         from metrics_center.tasks.transform import read_result
 
@@ -266,6 +256,7 @@ class MetricApprovalOperator(ApprovalOperator):
             already_published=current_values(engine, metric_key=self.spec.key, period_start=period.start),
             sources=[s for s in sources if s],
             quality=run_quality_results(engine, metric_key=self.spec.key, run_id=context["run_id"]),
+            anomalies=run_anomalies(engine, metric_key=self.spec.key, run_id=context["run_id"]),
             earlier_approvals=earlier_stages(
                 engine, spec=self.spec, run_id=context["run_id"], before=self.stage
             ),

@@ -111,7 +111,9 @@ class Anomaly(_Strict):
         description="Score beyond which a value is an anomaly: default 3 (zscore, mad) or 0.5 = ±50% (pct_change).",
     )
     window: int = Field(default=28, ge=2, description="History points in the baseline (per combination).")
-    min_history: int = Field(default=7, ge=1, description="Fewer points: 'not enough history', never an alarm.")
+    min_history: int = Field(
+        default=7, ge=1, description="Fewer points: 'not enough history', never an alarm."
+    )
     direction: Literal["both", "up", "down"] = Field(default="both", description="Which deviations alarm.")
     seasonality: Literal["none", "day_of_week"] = Field(
         default="none", description="day_of_week (daily grain): compare a Monday only with Mondays."
@@ -132,6 +134,46 @@ class Anomaly(_Strict):
         if self.threshold is not None:
             return self.threshold
         return 0.5 if self.method == "pct_change" else 3.0
+
+
+class Tolerance(_Strict):
+    pct: float | None = Field(
+        default=None, ge=0, description="Allowed difference in % of their value (0.5 = 0.5%)."
+    )
+    abs: float | None = Field(
+        default=None, ge=0, description="Allowed absolute difference, in the metric's unit."
+    )
+
+    @model_validator(mode="after")
+    def _something_allowed(self) -> Tolerance:
+        if self.pct is None and self.abs is None:
+            raise ValueError("a tolerance needs pct or abs; e.g. tolerance: {pct: 0.5}")
+        return self
+
+    def allows(self, *, difference: float, theirs: float) -> bool:
+        """Within tolerance: the larger of the declared allowances (absolute, or % of their value)."""
+        allowed = max(self.abs or 0.0, (self.pct or 0.0) / 100 * abs(theirs))
+        return abs(difference) <= allowed
+
+
+class Reconciliation(_Strict):
+    """Recompute the same quantity from another department's source and compare it with this metric."""
+
+    name: Identifier = Field(description="Names the check in quality results, evidence and alerts.")
+    description: str | None = None
+    sql: str = Field(
+        description=(
+            "DuckDB SQL under include/sql/ over the metric's sources (each a table by its name, like the "
+            "transform) returning period_start, <by…>, value — their number."
+        )
+    )
+    by: list[Identifier] = Field(
+        default_factory=list, description="Dimensions compared one by one; empty: the total of the period."
+    )
+    tolerance: Tolerance
+    severity: Literal["warn", "block"] = Field(
+        default="warn", description="block: a mismatch fails the quality gate; warn: it alerts."
+    )
 
 
 class ApprovalStage(_Strict):
@@ -198,6 +240,9 @@ class MetricSpec(_Strict):
     transform: Transform
     quality: list[Expectation] = Field(default_factory=list)
     anomaly: Anomaly | None = None
+    reconciliations: list[Reconciliation] = Field(
+        default_factory=list, description="Checks against another department's number (对账)."
+    )
     approval: Approval
     subscribers: list[str] = Field(default_factory=list, description="Departments told of changes.")
     tags: list[str] = Field(default_factory=list)

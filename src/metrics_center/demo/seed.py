@@ -2,7 +2,8 @@
 
 - sales: orders in a SQLite database reached through the Airflow connection ``sales_db``
 - finance: one refunds CSV export per day, delivered the next morning and named by that
-  export date (``finance/refunds_<export date>.csv`` holds the refunds of the day before)
+  export date (``finance/refunds_<export date>.csv`` holds the refunds of the day before), and the
+  day's settled cash per region the same way (``finance/settlements_<export date>.csv``)
 - marketing: leads as a Parquet file (``marketing/leads.parquet``)
 
 The same ``seed`` and ``end`` always give the same files, byte for byte.
@@ -23,6 +24,10 @@ LEAD_SOURCES = ("search", "social", "email")
 REGION_WEIGHT = {"east": 1.4, "north": 1.0, "south": 1.1, "west": 0.8}
 CHANNEL_WEIGHT = {"app": 1.3, "web": 1.0, "store": 0.6}
 WEEKDAY_WEIGHT = (0.9, 0.95, 1.0, 1.0, 1.1, 1.35, 1.25)  # Mon..Sun
+#: Planted in the last day, for the demo's approvers to find: an anomaly (east app orders ×2.2, a
+#: flash sale) and a reconciliation mismatch (a settlement batch of the west region missing: ×0.95).
+PLANTED_SPIKE = ("east", "app", 2.2)
+PLANTED_SETTLEMENT_GAP = ("west", 0.95)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,11 @@ def seed_demo(*, root: Path, end: date, days: int = 90, seed: int = 20261127) ->
                     * CHANNEL_WEIGHT[channel]
                     * WEEKDAY_WEIGHT[day.weekday()]
                     * trend
+                    * (
+                        PLANTED_SPIKE[2]
+                        if (day, region, channel) == (end - timedelta(days=1), *PLANTED_SPIKE[:2])
+                        else 1
+                    )
                 )
                 for _ in range(max(int(rng.gauss(mean, mean * 0.1)), 0)):
                     order_id += 1
@@ -115,6 +125,10 @@ def seed_demo(*, root: Path, end: date, days: int = 90, seed: int = 20261127) ->
             writer.writerow(["refund_id", "order_id", "refunded_at", "region", "channel", "amount"])
             writer.writerows(rows)
 
+    _write_settlements(
+        root=root, orders=orders, refunds_by_day=refunds_by_day, last_day=end - timedelta(days=1)
+    )
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -127,6 +141,35 @@ def seed_demo(*, root: Path, end: date, days: int = 90, seed: int = 20261127) ->
         refunds=sum(len(r) for r in refunds_by_day.values()),
         leads=len(leads),
     )
+
+
+def _write_settlements(
+    *, root: Path, orders: list[tuple], refunds_by_day: dict[date, list[tuple]], last_day: date
+) -> None:
+    """Finance's settled cash per order day and region (paid orders net of the day's refunds), exported the
+    next morning as ``finance/settlements_<export date>.csv`` — what GMV is reconciled against."""
+    from collections import defaultdict
+
+    for old in (root / "finance").glob("settlements_*.csv"):
+        old.unlink()
+    settled: dict[date, dict[str, float]] = {day: defaultdict(float) for day in refunds_by_day}
+    for _id, ordered_at, region, _channel, _lead, amount, status in orders:
+        if status == "paid":
+            settled[date.fromisoformat(ordered_at[:10])][region] += amount
+    for day, refunds in refunds_by_day.items():
+        for _refund_id, _order_id, _refunded_at, region, _channel, amount in refunds:
+            settled[day][region] -= amount
+    for day, by_region in settled.items():
+        with (root / "finance" / f"settlements_{(day + timedelta(days=1)).isoformat()}.csv").open(
+            "w", newline=""
+        ) as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["order_date", "region", "amount"])
+            for region in REGIONS:
+                amount = by_region[region]
+                if day == last_day and region == PLANTED_SETTLEMENT_GAP[0]:
+                    amount *= PLANTED_SETTLEMENT_GAP[1]
+                writer.writerow([day.isoformat(), region, f"{amount:.2f}"])
 
 
 def sales_db_connection_uri(root: Path) -> str:

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from metrics_center.dimensions import dimensions_key
-from metrics_center.mart.tables import metric_value_current, quality_result
+from metrics_center.mart.tables import anomaly, metric_value_current, quality_result
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
 
 def record_quality_results(
-    engine: Engine, *, metric_key: str, run_id: str, period_start: date, results: list[dict[str, Any]]
+    conn: Connection, *, metric_key: str, run_id: str, period_start: date, results: list[dict[str, Any]]
 ) -> None:
+    """Store one check's results inside the caller's transaction (with the anomalies and alerts they cause)."""
     now = datetime.now(UTC)
     rows = [
         {
@@ -27,13 +28,13 @@ def record_quality_results(
             "kwargs": r["kwargs"],
             "success": r["success"],
             "observed": r.get("observed"),
+            "severity": r.get("severity", "block"),
             "checked_at": now,
         }
         for r in results
     ]
     if rows:
-        with engine.begin() as conn:
-            conn.execute(sa.insert(quality_result), rows)
+        conn.execute(sa.insert(quality_result), rows)
 
 
 def run_quality_results(engine: Engine, *, metric_key: str, run_id: str) -> list[dict[str, Any]]:
@@ -46,7 +47,7 @@ def run_quality_results(engine: Engine, *, metric_key: str, run_id: str) -> list
         if latest is None:
             return []
         rows = conn.execute(
-            sa.select(t.c.expectation, t.c.kwargs, t.c.success, t.c.observed)
+            sa.select(t.c.expectation, t.c.kwargs, t.c.success, t.c.observed, t.c.severity)
             .where(t.c.metric_key == metric_key, t.c.run_id == run_id, t.c.checked_at == latest)
             .order_by(t.c.id)
         ).all()
@@ -70,3 +71,25 @@ def _as_mapping(dims: Any) -> dict[str, Any]:
     import json
 
     return json.loads(dims) if isinstance(dims, str) else dims
+
+
+def run_anomalies(engine: Engine, *, metric_key: str, run_id: str) -> list[dict[str, Any]]:
+    """The anomalies the run's quality check found, largest score first."""
+    t = anomaly
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                t.c.period_start,
+                t.c.dimensions,
+                t.c.value,
+                t.c.expected,
+                t.c.band_low,
+                t.c.band_high,
+                t.c.score,
+                t.c.method,
+            )
+            .where(t.c.metric_key == metric_key, t.c.run_id == run_id)
+            .order_by(t.c.id)
+        ).all()
+    found = [dict(row._mapping) for row in rows]
+    return sorted(found, key=lambda a: -abs(a["score"]) if a["score"] is not None else float("-inf"))

@@ -252,11 +252,11 @@ def run_expectations(
 
 
 def raise_on_failures(*, metric_key: str, results: list[dict[str, Any]]) -> None:
-    failed = [r for r in results if not r["success"]]
+    failed = [r for r in results if not r["success"] and r.get("severity", "block") == "block"]
     if failed:
         lines = [f"{r['expectation']}({r['kwargs']}) observed {r['observed']}" for r in failed]
         raise QualityCheckFailed(
-            f"{metric_key}: {len(failed)} of {len(results)} expectations failed; nothing will be published:\n  "
+            f"{metric_key}: {len(failed)} of {len(results)} checks failed; nothing will be published:\n  "
             + "\n  ".join(lines)
         )
 

@@ -1,27 +1,24 @@
 """Run the metric's SQL in DuckDB over the staged sources; stage ``period_start, dims…, value``.
 
-DuckDB runs locked down: it may read only this run's staged Parquet parts (no other files, no
-network, no ``ATTACH``/``COPY TO``, no extensions), in the business time zone, with its configuration
-locked before the metric's SQL runs. The result is checked before anyone is asked to approve it:
-the columns, aligned periods, one row per (period, dimensions) and a finite value on every row.
+DuckDB runs locked down (:mod:`metrics_center.tasks.duck`). The result is checked before anyone is
+asked to approve it: the columns, aligned periods, one row per (period, dimensions) and a finite value
+on every row.
 """
 
 from __future__ import annotations
 
 import hashlib
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
-from metrics_center.definition import effective_timezone
 from metrics_center.errors import MetricsCenterError
 from metrics_center.periods import period_containing
 from metrics_center.runtime import render, staging_dir
 from metrics_center.spec import MetricSpec
+from metrics_center.tasks.duck import staged_duckdb
 from metrics_center.tasks.staging import PartWriter, local_parquet_files
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow as pa
     from airflow.sdk import Context, ObjectStoragePath
 
@@ -89,17 +86,6 @@ def _check_unique(spec: MetricSpec, table: pa.Table) -> None:
         )
 
 
-def _locked_down(con: duckdb.DuckDBPyConnection, *, files: list[str], timezone: str) -> None:
-    """Allow reading exactly ``files``; everything else outside memory is off, and stays off."""
-    con.execute("SET TimeZone = $tz", {"tz": timezone})
-    con.execute("SET allowed_paths = $paths", {"paths": files})
-    con.execute("SET enable_external_access = false")
-    con.execute("SET autoload_known_extensions = false")
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET python_enable_replacements = false")  # a Python variable is never a table
-    con.execute("SET lock_configuration = true")
-
-
 def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
     import duckdb
     import pyarrow.compute as pc
@@ -111,18 +97,8 @@ def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
         spec=spec,
         what=spec.transform.sql,
     )
-    con = duckdb.connect()
     try:
-        with ExitStack() as stack:
-            staged = {
-                name: stack.enter_context(local_parquet_files(run_dir / "sources" / name))
-                for name in spec.sources
-            }
-            for name, files in staged.items():
-                con.read_parquet(files, union_by_name=True).to_view(name)
-            _locked_down(
-                con, files=[f for files in staged.values() for f in files], timezone=effective_timezone(spec)
-            )
+        with staged_duckdb(spec=spec, context=context) as con:
             result = con.sql(sql)
             if result is None:
                 raise MetricsCenterError(f"{spec.transform.sql} is not a query; end it with a SELECT")
@@ -138,8 +114,6 @@ def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
             )
     except duckdb.Error as exc:
         raise MetricsCenterError(f"{spec.transform.sql} failed in DuckDB: {exc}") from exc
-    finally:
-        con.close()
 
     _check_periods(spec, table)
     _check_values(spec, table)

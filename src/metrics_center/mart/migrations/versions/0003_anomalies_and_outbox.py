@@ -64,7 +64,9 @@ def upgrade() -> None:
         sa.Column("recipient", sa.String(255), nullable=False, comment="Department or person (teams file)."),
         sa.Column("address", sa.String(255), comment="Slack channel or user id; NULL = nowhere to send."),
         sa.Column("group_key", sa.String(255), nullable=False, comment="Sent together as one message."),
-        sa.Column("payload", JSON, nullable=False, comment="What to say (rendered to Block Kit on delivery)."),
+        sa.Column(
+            "payload", JSON, nullable=False, comment="What to say (rendered to Block Kit on delivery)."
+        ),
         sa.Column("state", sa.String(16), nullable=False, comment="pending, sending, delivered or dead."),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("next_attempt_at", TS, nullable=False, comment="Not before this time."),

@@ -1,0 +1,56 @@
+"""A DuckDB connection over one run's staged sources, locked down before any metric SQL runs.
+
+Each source is a view by its name. DuckDB may read exactly those Parquet parts — no other file, no
+network, no ``ATTACH``/``COPY … TO``, no extensions, no Python variables as tables — in the business
+time zone, and its configuration is locked. Used by the transform and the reconciliation checks.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
+
+from metrics_center.definition import effective_timezone
+from metrics_center.runtime import staging_dir
+from metrics_center.tasks.staging import local_parquet_files
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import duckdb
+    from airflow.sdk import Context
+
+    from metrics_center.spec import MetricSpec
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, *, files: list[str], timezone: str) -> None:
+    con.execute("SET TimeZone = $tz", {"tz": timezone})
+    con.execute("SET allowed_paths = $paths", {"paths": files})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET python_enable_replacements = false")  # a Python variable is never a table
+    con.execute("SET lock_configuration = true")
+
+
+@contextmanager
+def staged_duckdb(*, spec: MetricSpec, context: Context) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with a view per staged source of this run, locked down."""
+    import duckdb
+
+    run_dir = staging_dir(context, spec)
+    con = duckdb.connect()
+    try:
+        with ExitStack() as stack:
+            staged = {
+                name: stack.enter_context(local_parquet_files(run_dir / "sources" / name))
+                for name in spec.sources
+            }
+            for name, files in staged.items():
+                con.read_parquet(files, union_by_name=True).to_view(name)
+            _lock_down(
+                con, files=[f for files in staged.values() for f in files], timezone=effective_timezone(spec)
+            )
+            yield con
+    finally:
+        con.close()
