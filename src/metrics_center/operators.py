@@ -256,7 +256,10 @@ class MetricApprovalOperator(ApprovalOperator):
             already_published=current_values(engine, metric_key=self.spec.key, period_start=period.start),
             sources=[s for s in sources if s],
             quality=run_quality_results(engine, metric_key=self.spec.key, run_id=context["run_id"]),
-            anomalies=run_anomalies(engine, metric_key=self.spec.key, run_id=context["run_id"]),
+            anomalies=[
+                {**a, "dimensions": {d: a["dimensions"].get(d) for d in self.spec.dimensions}}
+                for a in run_anomalies(engine, metric_key=self.spec.key, run_id=context["run_id"])
+            ],
             earlier_approvals=earlier_stages(
                 engine, spec=self.spec, run_id=context["run_id"], before=self.stage
             ),
