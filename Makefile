@@ -37,6 +37,7 @@ benchmark: venv
 	$(UV) pip install --quiet --compile-bytecode -p $(PY) -r requirements-bench.txt
 	$(PY) benchmarks/parse_dags.py
 	$(PY) benchmarks/publish.py
+	$(PY) benchmarks/anomaly.py
 
 clean:
 	rm -rf .airflow demo_data
