@@ -165,7 +165,7 @@ def _load(engine, *, version: int, **config) -> pd.DataFrame:
         )
 
 
-def test_history_is_one_query_and_a_version_boundary_resets_the_baseline(mart):
+def test_history_is_one_query_and_a_version_boundary_resets_the_baseline(mart, monkeypatch):
     _register(mart, 1, "h1")
     _publish_days(mart, version=1, days=range(10, 40), value=100.0, run_prefix="v1")
     _register(mart, 2, "h2")
@@ -176,6 +176,15 @@ def test_history_is_one_query_and_a_version_boundary_resets_the_baseline(mart):
     def count(_conn, _cursor, statement, *_args):
         statements.append(statement)
 
+    from metrics_center.checks import anomaly
+
+    copy_out = anomaly._copy_out  # Postgres streams the query through COPY, beside SQLAlchemy's events
+
+    def counted_copy(conn, query, **kwargs):
+        statements.append(f"COPY {query}")
+        return copy_out(conn, query, **kwargs)
+
+    monkeypatch.setattr(anomaly, "_copy_out", counted_copy)
     sa.event.listen(mart, "before_cursor_execute", count)
     v2 = _load(mart, version=2)
     sa.event.remove(mart, "before_cursor_execute", count)
