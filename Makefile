@@ -38,6 +38,7 @@ benchmark: venv
 	$(PY) benchmarks/parse_dags.py
 	$(PY) benchmarks/publish.py
 	$(PY) benchmarks/anomaly.py
+	$(PY) benchmarks/quality_check.py
 
 clean:
 	rm -rf .airflow demo_data

@@ -20,6 +20,7 @@ from metrics_center.mart.tables import anomaly as anomaly_table
 from metrics_center.mart.tables import metric_value
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     from sqlalchemy import Connection
 
@@ -133,84 +134,140 @@ def score(
     cur = current[["period_start", *dimensions, "value"]].copy()
     cur["period_start"] = pd.to_datetime(cur["period_start"])
     for d in dimensions:  # history's dimension values come back as text
-        cur[d] = cur[d].astype("string")
-        history = history.assign(**{d: history[d].astype("string")})
+        if not (cur[d].dtype == object or pd.api.types.is_string_dtype(cur[d].dtype)):
+            cur[d] = cur[d].astype("string").astype(object).where(cur[d].notna(), None)
     # A restatement may bring several periods; none is part of another's (or its own) baseline.
     history = history[~history["period_start"].isin(cur["period_start"].unique())]
+    baseline = _Baseline.of(cur, history, dimensions)
     if config.method == "pct_change":
-        stats = _pct_change_stats(cur, history, dimensions, config, grain)
+        stats = _pct_change_stats(cur, history, dimensions, config, grain, baseline)
     else:
-        stats = _spread_stats(cur, history, dimensions, config)
+        stats = _spread_stats(cur, config, baseline)
     return Scored(_verdicts(stats, config))
 
 
-def _baselines(
-    cur: pd.DataFrame, history: pd.DataFrame, dimensions: list[str], config: Anomaly
-) -> pd.DataFrame:
-    """Each current row joined with the newest ``window`` history points before it (same weekday if asked)."""
-    keys = ["period_start", *dimensions]
-    joined = cur[keys].merge(history, on=dimensions, how="inner", suffixes=("", "_h"))
-    joined = joined[joined["period_start_h"] < joined["period_start"]]
-    if config.seasonality == "day_of_week":
-        joined = joined[(joined["period_start"] - joined["period_start_h"]).dt.days % 7 == 0]
-    joined = joined.sort_values("period_start_h", ascending=False, kind="stable")
-    joined = joined[joined.groupby(keys, dropna=False).cumcount() < config.window]
-    return joined
+@dataclass(frozen=True)
+class _Baseline:
+    """Current rows and history as integer combination codes and day numbers: numpy-speed grouping."""
+
+    cur_codes: np.ndarray
+    cur_days: np.ndarray
+    hist_codes: np.ndarray
+    hist_days: np.ndarray
+    hist_values: np.ndarray
+    combinations: int
+
+    @classmethod
+    def of(cls, cur: pd.DataFrame, history: pd.DataFrame, dimensions: list[str]) -> _Baseline:
+        import numpy as np
+        import pandas as pd
+
+        combined = np.zeros(len(cur) + len(history), dtype=np.int64)
+        for d in dimensions:
+            # Arrow-backed strings factorize natively (dictionary encoding), ~10x faster than objects.
+            values = pd.concat(
+                [cur[d].astype("string[pyarrow]"), history[d].astype("string[pyarrow]")], ignore_index=True
+            )
+            codes, uniques = pd.factorize(values, use_na_sentinel=False)
+            combined, _ = pd.factorize(combined * (len(uniques) + 1) + codes)
+        combinations = int(combined.max()) + 1 if len(combined) else 0
+        return cls(
+            cur_codes=combined[: len(cur)],
+            cur_days=_days(cur["period_start"]),
+            hist_codes=combined[len(cur) :],
+            hist_days=_days(history["period_start"]),
+            hist_values=history["value"].to_numpy(dtype="float64"),
+            combinations=combinations,
+        )
+
+    def window(self, day: int, config: Anomaly) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and values of the newest ``window`` points before ``day`` of each combination."""
+        import numpy as np
+
+        keep = self.hist_days < day
+        if config.seasonality == "day_of_week":
+            keep &= (day - self.hist_days) % 7 == 0
+        codes, days, values = self.hist_codes[keep], self.hist_days[keep], self.hist_values[keep]
+        counts = np.bincount(codes, minlength=self.combinations)
+        if counts.max(initial=0) > config.window:
+            order = np.lexsort((-days, codes))
+            codes, values = codes[order], values[order]
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            newest = np.arange(len(codes)) - starts[codes] < config.window
+            codes, values = codes[newest], values[newest]
+        return codes, values
 
 
-def _spread_stats(
-    cur: pd.DataFrame, history: pd.DataFrame, dimensions: list[str], config: Anomaly
-) -> pd.DataFrame:
+def _days(periods: pd.Series) -> np.ndarray:
     import numpy as np
 
-    keys = ["period_start", *dimensions]
-    base = _baselines(cur, history, dimensions, config)
-    grouped = base.groupby(keys, dropna=False)["value"]
-    if config.method == "mad":
-        centre = grouped.median().rename("expected")
-        base = base.merge(centre, left_on=keys, right_index=True)
-        base["deviation"] = (base["value"] - base["expected"]).abs()
-        spread = base.groupby(keys, dropna=False)["deviation"].median().rename("spread") / _MAD_SCALE
-    else:
-        centre = grouped.mean().rename("expected")
-        spread = grouped.std(ddof=1).fillna(0.0).rename("spread")
-    stats = cur.merge(
-        centre.to_frame().join(spread).join(grouped.size().rename("points")),
-        left_on=keys,
-        right_index=True,
-        how="left",
-    )
-    stats["points"] = stats["points"].fillna(0).astype("int64")
+    return periods.to_numpy(dtype="datetime64[D]").astype(np.int64)
+
+
+def _spread_stats(cur: pd.DataFrame, config: Anomaly, baseline: _Baseline) -> pd.DataFrame:
+    """Per current row: the window's centre (mean, or median for ``mad``), spread and size."""
+    import numpy as np
+    import pandas as pd
+
+    expected = np.full(len(cur), np.nan)
+    spread = np.full(len(cur), np.nan)
+    points = np.zeros(len(cur), dtype=np.int64)
+    for day in np.unique(baseline.cur_days):
+        rows = baseline.cur_days == day
+        codes, values = baseline.window(int(day), config)
+        n = np.bincount(codes, minlength=baseline.combinations)
+        if config.method == "mad":
+            centre = (
+                pd.Series(values).groupby(codes).median().reindex(range(baseline.combinations)).to_numpy()
+            )
+            deviation = pd.Series(np.abs(values - centre[codes])).groupby(codes).median()
+            width = deviation.reindex(range(baseline.combinations)).to_numpy() / _MAD_SCALE
+        else:
+            with _quiet_division():
+                centre = np.bincount(codes, weights=values, minlength=baseline.combinations) / n
+                squares = np.bincount(
+                    codes, weights=(values - centre[codes]) ** 2, minlength=baseline.combinations
+                )
+                width = np.sqrt(squares / (n - 1))
+            width[n == 1] = 0.0  # one point has no spread to speak of: treat it as flat
+        wanted = baseline.cur_codes[rows]
+        expected[rows], spread[rows], points[rows] = centre[wanted], width[wanted], n[wanted]
+    stats = cur.assign(expected=expected, points=points)
     threshold = config.effective_threshold
-    stats["band_low"] = stats["expected"] - threshold * stats["spread"]
-    stats["band_high"] = stats["expected"] + threshold * stats["spread"]
+    stats["band_low"] = expected - threshold * spread
+    stats["band_high"] = expected + threshold * spread
     with _quiet_division():
-        stats["score"] = (stats["value"] - stats["expected"]) / stats["spread"]
+        stats["score"] = (stats["value"].to_numpy() - expected) / spread
     # A flat history (no spread): no change is normal, any change is infinitely far from it.
-    flat = stats["spread"] == 0
-    stats.loc[flat, "score"] = np.sign(stats["value"] - stats["expected"]) * math.inf
-    stats.loc[flat & (stats["value"] == stats["expected"]), "score"] = 0.0
-    return stats.drop(columns=["spread"])
+    flat = spread == 0
+    stats.loc[flat, "score"] = np.sign(stats["value"].to_numpy()[flat] - expected[flat]) * math.inf
+    stats.loc[flat & (stats["value"].to_numpy() == expected), "score"] = 0.0
+    return stats
 
 
 def _pct_change_stats(
-    cur: pd.DataFrame, history: pd.DataFrame, dimensions: list[str], config: Anomaly, grain: Grain
+    cur: pd.DataFrame,
+    history: pd.DataFrame,
+    dimensions: list[str],
+    config: Anomaly,
+    grain: Grain,
+    baseline: _Baseline,
 ) -> pd.DataFrame:
     """Relative change vs the previous period (the expected value) and vs one season back; the larger counts."""
     import numpy as np
     import pandas as pd
 
-    keys = ["period_start", *dimensions]
     stats = cur.copy()
     for label, periods in (("previous", 1), ("season", _SEASON_PERIODS[grain])):
         shifted = history.rename(columns={"value": label, "period_start": "at"})
         stats["at"] = _shift(stats["period_start"], grain=grain, by=-periods)
         stats = stats.merge(shifted, on=["at", *dimensions], how="left").drop(columns=["at"])
-    base = _baselines(cur, history, dimensions, config)
-    stats = stats.merge(
-        base.groupby(keys, dropna=False).size().rename("points"), left_on=keys, right_index=True, how="left"
-    )
-    stats["points"] = stats["points"].fillna(0).astype("int64")
+    points = np.zeros(len(cur), dtype=np.int64)
+    for day in np.unique(baseline.cur_days):
+        rows = baseline.cur_days == day
+        codes, _values = baseline.window(int(day), config)
+        points[rows] = np.bincount(codes, minlength=baseline.combinations)[baseline.cur_codes[rows]]
+    stats["points"] = points  # rows keep their order through the left merges above
     with _quiet_division():
         change_prev = (stats["value"] - stats["previous"]) / stats["previous"].abs()
         change_season = (stats["value"] - stats["season"]) / stats["season"].abs()
