@@ -241,7 +241,10 @@ def run_expectations(
 
     if not rules:
         return []
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # tqdm lines would flood task logs
     batch = (
         context.data_sources.add_pandas("metrics_center")
         .add_dataframe_asset(suite_name)
