@@ -190,3 +190,23 @@ def test_validate_names_the_key_of_a_wrong_reconciliation(tmp_path, check, key, 
     with pytest.raises(SpecError) as problems:
         load_metric(path, teams=TEAMS, sql_root=sql)
     assert any(p.key == key and message in p.message for p in problems.value.problems), problems.value
+
+
+def test_the_outbox_writes_each_fact_once(mart):
+    from metrics_center.notify.outbox import Recipient, enqueue
+
+    def add(conn) -> bool:
+        return enqueue(
+            conn,
+            kind="anomaly",
+            dedupe_key="anomaly:m:run:east",
+            recipient=Recipient("sales", "#sales"),
+            group_key="anomaly:m:run",
+            payload={"value": 1.0},
+        )
+
+    with mart.begin() as conn:
+        assert add(conn) is True
+        assert add(conn) is False
+    with mart.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*), min(state) FROM notification")).one() == (1, "pending")

@@ -72,5 +72,6 @@ def enqueue(
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(notification.c.id)
     )
-    return result.rowcount > 0
+    return result.scalar() is not None
