@@ -39,6 +39,7 @@ benchmark: venv
 	$(PY) benchmarks/publish.py
 	$(PY) benchmarks/anomaly.py
 	$(PY) benchmarks/quality_check.py
+	$(PY) benchmarks/outbox.py
 
 clean:
 	rm -rf .airflow demo_data

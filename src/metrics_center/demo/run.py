@@ -23,6 +23,7 @@ from pathlib import Path
 from metrics_center.local_airflow import DEFAULT_HOST, REPO, LocalAirflow, airflow_environment, listen_notice
 
 PEOPLE = ("alice", "bob", "carol", "dave", "erin", "frank")
+MAINTENANCE_DAG = "metrics_center_maintenance"
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,11 @@ def main() -> int:
         api = airflow.api(user="admin", password="admin")
         airflow.wait("the API server", api.healthy)
         metrics = sorted(p.stem for p in (REPO / "include" / "metrics").glob("[!_]*.yaml"))
-        airflow.wait_for_dags(api, metrics)
+        airflow.wait_for_dags(api, [*metrics, MAINTENANCE_DAG])
         # Unpausing is all it takes: with catchup off, the scheduler creates each metric's latest
-        # scheduled run (yesterday for daily metrics, the last ISO week for the weekly one).
-        for dag_id in metrics:
+        # scheduled run (yesterday for daily metrics, the last ISO week for the weekly one). The
+        # maintenance DAG delivers notifications (they stay pending without Slack) and prunes staging.
+        for dag_id in [*metrics, MAINTENANCE_DAG]:
             api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
         def latest_runs() -> dict[str, str] | None:
