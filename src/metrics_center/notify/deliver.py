@@ -18,13 +18,11 @@ every row of its group, else it is rolled back and the group left to the other o
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,34 +32,20 @@ import sqlalchemy as sa
 from metrics_center import settings
 from metrics_center.mart.engine import locked_transaction
 from metrics_center.mart.tables import notification as n
+from metrics_center.notify.pacing import send_paced
 from metrics_center.notify.slack import Item, airflow_base_url, render_group
+from metrics_center.notify.slack_api import EVENT_TYPE as EVENT_TYPE
+from metrics_center.notify.slack_api import HTTP_TIMEOUT as HTTP_TIMEOUT
+from metrics_center.notify.slack_api import Posted, RateLimited, describe, find_token, resolve_conversation
+from metrics_center.notify.slack_api import post as post
+from metrics_center.notify.slack_api import slack_client as slack_client
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+# ``EVENT_TYPE``, ``HTTP_TIMEOUT``, ``post`` and ``slack_client`` live in slack_api; imported "as" themselves
+# above, they stay importable from here.
 log = logging.getLogger(__name__)
-
-#: ``metadata.event_type`` of every message we post; ``event_payload.token`` is the row's delivery token.
-EVENT_TYPE = "metrics_center_notification"
-#: Seconds slack-sdk waits for Slack; a claim's lease must outlast it by far.
-HTTP_TIMEOUT = 20
-_FATAL = frozenset(
-    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "missing_scope"}
-    | {"no_permission", "not_allowed_token_type", "team_access_not_granted", "ekm_access_denied"}
-)
-_FIXES = {
-    "channel_not_found": "check the recipient's slack_channel / slack_user_id in _teams.yaml",
-    "not_in_channel": "invite the Slack app to the channel (/invite @your-app)",
-    "is_archived": "unarchive the channel, or point _teams.yaml at another one",
-    "invalid_auth": f"set a valid bot token (xoxb-…) as the password of connection {settings.SLACK_CONN_ID}",
-    "not_authed": f"set a bot token (xoxb-…) as the password of connection {settings.SLACK_CONN_ID}",
-    "token_revoked": f"reinstall the Slack app and update connection {settings.SLACK_CONN_ID}",
-    "missing_scope": "give the Slack app the scopes listed in README → Notifications, then reinstall it",
-    "invalid_blocks": "a rendering bug in metrics_center.notify.slack: report it with the notification ids",
-    "msg_too_long": "a rendering bug in metrics_center.notify.slack: report it with the notification ids",
-}
-_CONVERSATION_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
-_USER_ID = re.compile(r"[UW][A-Z0-9]{6,}")
 
 
 @dataclass(frozen=True)
@@ -138,20 +122,6 @@ def deliver_pending(
     return run.report()
 
 
-def slack_client(conn_id: str = settings.SLACK_CONN_ID) -> Any | None:
-    """slack-sdk's ``WebClient`` from the Airflow connection (its ``base_url`` extra included); None if absent.
-
-    slack-sdk's own retries are off: a connection reset after Slack received a post would post it twice.
-    """
-    from airflow.providers.slack.hooks.slack import SlackHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        return SlackHook(slack_conn_id=conn_id, retry_handlers=[], timeout=HTTP_TIMEOUT).client
-    except AirflowNotFoundException:
-        return None
-
-
 def readdress(engine: Engine, *, addresses: Mapping[str, str | None]) -> int:
     """Give pending rows without an address the one their recipient has now (``_teams.yaml`` was fixed)."""
     unaddressed = sa.and_(n.c.state == "pending", n.c.address.is_(None))
@@ -204,24 +174,6 @@ class _Group:
     items: list[Item] = field(default_factory=list)
     oldest: datetime | None = None
     token: str | None = None
-
-
-@dataclass(frozen=True)
-class _Posted:
-    channel: str
-    ts: str
-
-
-@dataclass(frozen=True)
-class _RateLimited:
-    retry_after: float
-
-
-@dataclass(frozen=True)
-class _Failed:
-    error: str
-    certain: bool  # True: Slack surely did not post it; False: it may have
-    fatal: bool = False  # the token or app is wrong: stop this call
 
 
 @dataclass
@@ -353,7 +305,7 @@ class _Run:
             return False
         return True
 
-    def delivered(self, group: _Group, posted: _Posted, *, counter: str) -> None:
+    def delivered(self, group: _Group, posted: Posted, *, counter: str) -> None:
         try:
             self._update(
                 group,
@@ -440,11 +392,11 @@ class _Run:
             return
         try:
             channel = self.conversation_id(group.address)
-            ts = self.find_token(channel, group.token or "", since=group.oldest)
+            ts = find_token(self.client, channel=channel, token=group.token or "", since=group.oldest)
         except Exception as exc:
             self.failed(
                 group,
-                error=f"cannot check whether Slack already has these notifications ({_describe(exc)}); they "
+                error=f"cannot check whether Slack already has these notifications ({describe(exc)}); they "
                 "are not re-posted until it can — give the app the history scopes (README → Notifications)",
                 unverified=True,
                 count_try=True,
@@ -454,7 +406,7 @@ class _Run:
             log.info(
                 "notifications %s were already in Slack (%s %s): marked delivered", group.ids, channel, ts
             )
-            self.delivered(group, _Posted(channel=channel, ts=ts), counter="recovered")
+            self.delivered(group, Posted(channel=channel, ts=ts), counter="recovered")
             return
         if max(group.attempts.values()) >= self.max_attempts:
             self.failed(
@@ -469,7 +421,7 @@ class _Run:
             return
 
     def conversation_id(self, address: str) -> str:
-        """The conversation id ``conversations.history`` needs, for a channel name, id or user id."""
+        """The conversation id ``conversations.history`` needs: the one last posted to, else asked of Slack."""
         with self.engine.connect() as conn:
             known = conn.execute(
                 sa.select(n.c.slack_channel)
@@ -479,50 +431,19 @@ class _Run:
             ).scalar()
         if known:
             return known
-        if _CONVERSATION_ID.fullmatch(address):
-            return address
-        if _USER_ID.fullmatch(address):
-            return self.client.conversations_open(users=address)["channel"]["id"]
-        name = address.removeprefix("#")
-        for page in self.client.conversations_list(
-            types="public_channel,private_channel", exclude_archived=True, limit=1000
-        ):
-            for channel in page.get("channels") or []:
-                if channel.get("name") == name:
-                    return channel["id"]
-        raise LookupError(f"no channel named {address!r} visible to the Slack app")
-
-    def find_token(self, channel: str, token: str, *, since: datetime | None) -> str | None:
-        """The ``ts`` of the message carrying ``token`` in its metadata, posted since ``since``; None if none."""
-        oldest = (since or _EPOCH) - timedelta(minutes=10)  # clock skew between us and Slack
-        pages = self.client.conversations_history(
-            channel=channel, oldest=f"{max(oldest.timestamp(), 0):.6f}", include_all_metadata=True, limit=200
-        )
-        for page in pages:
-            for message in page.get("messages") or []:
-                metadata = message.get("metadata") or {}
-                if (
-                    metadata.get("event_type") == EVENT_TYPE
-                    and (metadata.get("event_payload") or {}).get("token") == token
-                ):
-                    return message["ts"]
-        return None
+        return resolve_conversation(self.client, address=address)
 
     # -- delivering due groups --
 
     def deliver(self, groups: list[_Group], *, workers: int) -> None:
-        queue = _ChannelQueue(groups, interval=self.channel_interval, deadline=self.deadline, stop=self.stop)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver") as pool:
-            for future in [pool.submit(self._work, queue) for _ in range(workers)]:
-                future.result()
-
-    def _work(self, queue: _ChannelQueue) -> None:
-        while (group := queue.next()) is not None:
-            retry_after: float | None = None
-            try:
-                retry_after = self.deliver_group(group)
-            finally:
-                queue.done(group, retry_after=retry_after)
+        send_paced(
+            groups,
+            send=self.deliver_group,
+            workers=workers,
+            interval=self.channel_interval,
+            deadline=self.deadline,
+            stop=self.stop,
+        )
 
     def deliver_group(self, group: _Group) -> float | None:
         """Claim, post, record; the 429 ``Retry-After`` if Slack asked to wait, else None."""
@@ -536,11 +457,11 @@ class _Run:
             blocks=message.blocks,
             metadata={"event_type": EVENT_TYPE, "event_payload": {"token": group.token}},
         )
-        if isinstance(outcome, _Posted):
+        if isinstance(outcome, Posted):
             self.delivered(group, outcome, counter="delivered")
             self._count(messages=1)
             return None
-        if isinstance(outcome, _RateLimited):
+        if isinstance(outcome, RateLimited):
             self.rate_limited(group, outcome.retry_after)
             return outcome.retry_after
         self.failed(group, error=outcome.error, unverified=not outcome.certain)
@@ -555,113 +476,6 @@ class _Lost(Exception):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class _ChannelQueue:
-    """Hands groups to worker threads: one message at a time per channel, the next ``interval`` after the
-    previous answer, until the deadline.
-
-    Channels are served earliest-allowed first, so one slow or rate-limited channel never holds up the others.
-    """
-
-    def __init__(
-        self, groups: list[_Group], *, interval: float, deadline: float, stop: threading.Event
-    ) -> None:
-        self.queues: dict[str, deque[_Group]] = {}
-        for group in groups:
-            self.queues.setdefault(group.address, deque()).append(group)
-        self.ready_at = dict.fromkeys(self.queues, 0.0)
-        self.busy: set[str] = set()
-        self.interval, self.deadline, self.stop = interval, deadline, stop
-        self.cond = threading.Condition()
-
-    def next(self) -> _Group | None:
-        with self.cond:
-            while not self.stop.is_set():
-                waiting = [a for a, q in self.queues.items() if q and a not in self.busy]
-                if not waiting:
-                    if not self.busy:
-                        return None
-                    self.cond.wait()
-                    continue
-                address = min(waiting, key=self.ready_at.__getitem__)
-                pause = self.ready_at[address] - time.monotonic()
-                if time.monotonic() + max(pause, 0) > self.deadline:
-                    return None
-                if pause > 0:
-                    self.cond.wait(pause)
-                    continue
-                self.busy.add(address)
-                return self.queues[address].popleft()
-            return None
-
-    def done(self, group: _Group, *, retry_after: float | None) -> None:
-        with self.cond:
-            self.busy.discard(group.address)
-            # From the answer, not the request: Slack counts arrivals, and requests take varying time.
-            self.ready_at[group.address] = time.monotonic() + self.interval
-            if retry_after is not None:
-                ready = time.monotonic() + retry_after
-                if ready <= self.deadline:
-                    self.queues[group.address].appendleft(group)  # due again by then
-                    self.ready_at[group.address] = max(self.ready_at[group.address], ready)
-                else:
-                    self.queues[group.address].clear()  # this channel is done for this call
-            self.cond.notify_all()
-
-
-# --- Slack ---------------------------------------------------------------------------------------
-
-
-def post(
-    client: Any, *, channel: str, text: str, blocks: list[dict], metadata: dict
-) -> _Posted | _RateLimited | _Failed:
-    """``chat.postMessage``, its outcome classified: posted, rate limited, refused (certain) or unknown."""
-    from urllib.error import URLError
-
-    from slack_sdk.errors import SlackApiError
-
-    try:
-        response = client.chat_postMessage(
-            channel=channel,
-            text=text,
-            blocks=blocks,
-            metadata=metadata,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        return _Posted(channel=response["channel"], ts=response["ts"])
-    except SlackApiError as exc:
-        status = exc.response.status_code
-        data = exc.response.data if isinstance(exc.response.data, dict) else {}
-        code = str(data.get("error") or f"HTTP {status}")
-        if status == 429:
-            return _RateLimited(retry_after=_retry_after(exc.response.headers))
-        if status >= 500:
-            return _Failed(
-                f"Slack answered HTTP {status} ({code[:200]}); it may have posted the message", False
-            )
-        fix = _FIXES.get(code, "see https://api.slack.com/methods/chat.postMessage#errors")
-        return _Failed(f"Slack refused the message to {channel}: {code} — {fix}", True, fatal=code in _FATAL)
-    except URLError as exc:
-        refused = isinstance(exc.reason, ConnectionRefusedError)
-        return _Failed(f"cannot reach Slack ({_describe(exc)}); check the connection's base_url", refused)
-    except Exception as exc:  # timeouts, resets: Slack may have the message
-        return _Failed(f"no answer from Slack ({_describe(exc)}); it may have posted the message", False)
-
-
-def _retry_after(headers: Mapping[str, Any]) -> float:
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            try:
-                return max(float(value[0] if isinstance(value, list) else value), 0.0)
-            except (TypeError, ValueError):
-                break
-    return 1.0
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
 
 
 def _utc(value: datetime) -> datetime:

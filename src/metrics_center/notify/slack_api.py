@@ -1,0 +1,170 @@
+"""Slack Web API for delivery: the client, posting (outcome classified), channel lookup, token search.
+
+slack-sdk and the Airflow Slack provider are imported only when a function needs them, never at import.
+Nothing here touches the outbox: :mod:`metrics_center.notify.deliver` decides what an outcome means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from metrics_center import settings
+
+#: ``metadata.event_type`` of every message we post; ``event_payload.token`` is the row's delivery token.
+EVENT_TYPE = "metrics_center_notification"
+#: Seconds slack-sdk waits for Slack; a claim's lease must outlast it by far.
+HTTP_TIMEOUT = 20
+_FATAL = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "missing_scope"}
+    | {"no_permission", "not_allowed_token_type", "team_access_not_granted", "ekm_access_denied"}
+)
+_FIXES = {
+    "channel_not_found": "check the recipient's slack_channel / slack_user_id in _teams.yaml",
+    "not_in_channel": "invite the Slack app to the channel (/invite @your-app)",
+    "is_archived": "unarchive the channel, or point _teams.yaml at another one",
+    "invalid_auth": f"set a valid bot token (xoxb-…) as the password of connection {settings.SLACK_CONN_ID}",
+    "not_authed": f"set a bot token (xoxb-…) as the password of connection {settings.SLACK_CONN_ID}",
+    "token_revoked": f"reinstall the Slack app and update connection {settings.SLACK_CONN_ID}",
+    "missing_scope": "give the Slack app the scopes listed in README → Notifications, then reinstall it",
+    "invalid_blocks": "a rendering bug in metrics_center.notify.slack: report it with the notification ids",
+    "msg_too_long": "a rendering bug in metrics_center.notify.slack: report it with the notification ids",
+}
+_CONVERSATION_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{6,}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Posted:
+    """Slack accepted the message: where it is."""
+
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimited:
+    """Slack answered 429: nothing was posted; try again after ``retry_after`` seconds."""
+
+    retry_after: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failed:
+    """Slack refused the message, or its outcome is unknown."""
+
+    error: str
+    certain: bool  # True: Slack surely did not post it; False: it may have
+    fatal: bool = False  # the token or app is wrong: stop this call
+
+
+def slack_client(conn_id: str = settings.SLACK_CONN_ID) -> Any | None:
+    """slack-sdk's ``WebClient`` from the Airflow connection (its ``base_url`` extra included); None if absent.
+
+    slack-sdk's own retries are off: a connection reset after Slack received a post would post it twice.
+    """
+    from airflow.providers.slack.hooks.slack import SlackHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return SlackHook(slack_conn_id=conn_id, retry_handlers=[], timeout=HTTP_TIMEOUT).client
+    except AirflowNotFoundException:
+        return None
+
+
+def post(
+    client: Any, *, channel: str, text: str, blocks: list[dict], metadata: dict
+) -> Posted | RateLimited | Failed:
+    """``chat.postMessage``, its outcome classified: posted, rate limited, refused (certain) or unknown."""
+    from urllib.error import URLError
+
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        response = client.chat_postMessage(
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            metadata=metadata,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return Posted(channel=response["channel"], ts=response["ts"])
+    except SlackApiError as exc:
+        status = exc.response.status_code
+        data = exc.response.data if isinstance(exc.response.data, dict) else {}
+        code = str(data.get("error") or f"HTTP {status}")
+        if status == 429:
+            return RateLimited(retry_after=_retry_after(exc.response.headers))
+        if status >= 500:
+            return Failed(
+                error=f"Slack answered HTTP {status} ({code[:200]}); it may have posted the message",
+                certain=False,
+            )
+        fix = _FIXES.get(code, "see https://api.slack.com/methods/chat.postMessage#errors")
+        return Failed(
+            error=f"Slack refused the message to {channel}: {code} — {fix}",
+            certain=True,
+            fatal=code in _FATAL,
+        )
+    except URLError as exc:
+        refused = isinstance(exc.reason, ConnectionRefusedError)
+        return Failed(
+            error=f"cannot reach Slack ({describe(exc)}); check the connection's base_url", certain=refused
+        )
+    except Exception as exc:  # timeouts, resets: Slack may have the message
+        return Failed(
+            error=f"no answer from Slack ({describe(exc)}); it may have posted the message", certain=False
+        )
+
+
+def resolve_conversation(client: Any, *, address: str) -> str:
+    """The conversation id ``conversations.history`` needs, for a channel name, id or user id, asked of Slack."""
+    if _CONVERSATION_ID.fullmatch(address):
+        return address
+    if _USER_ID.fullmatch(address):
+        return client.conversations_open(users=address)["channel"]["id"]
+    name = address.removeprefix("#")
+    for page in client.conversations_list(
+        types="public_channel,private_channel", exclude_archived=True, limit=1000
+    ):
+        for channel in page.get("channels") or []:
+            if channel.get("name") == name:
+                return channel["id"]
+    raise LookupError(f"no channel named {address!r} visible to the Slack app")
+
+
+def find_token(client: Any, *, channel: str, token: str, since: datetime | None) -> str | None:
+    """The ``ts`` of the message carrying ``token`` in its metadata, posted since ``since``; None if none."""
+    # 10 minutes earlier for clock skew between us and Slack; no ``since``: the whole history.
+    oldest = 0.0 if since is None else max((since - timedelta(minutes=10)).timestamp(), 0)
+    pages = client.conversations_history(
+        channel=channel, oldest=f"{oldest:.6f}", include_all_metadata=True, limit=200
+    )
+    for page in pages:
+        for message in page.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if (
+                metadata.get("event_type") == EVENT_TYPE
+                and (metadata.get("event_payload") or {}).get("token") == token
+            ):
+                return message["ts"]
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters), for error texts stored on rows."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
+
+
+def _retry_after(headers: Mapping[str, Any]) -> float:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(float(value[0] if isinstance(value, list) else value), 0.0)
+            except (TypeError, ValueError):
+                break
+    return 1.0
