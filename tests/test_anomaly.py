@@ -228,3 +228,13 @@ def test_values_marked_expected_leave_future_baselines(mart):
         )
     assert [(r["dimensions"], r["value"]) for r in stored] == [({"region": "east"}, 900.0)]
     assert 900.0 not in _load(mart, version=1)["value"].tolist()
+
+
+def test_a_metric_without_history_is_not_enough_history(mart):
+    _register(mart)
+    empty = _load(mart, version=1)
+    assert list(empty.columns) == ["period_start", "region", "value"] and empty.empty
+    scored = score(
+        current=_today({"east": 5.0}), history=empty, dimensions=["region"], config=Anomaly(), grain="day"
+    )
+    assert scored.frame["verdict"].tolist() == ["not_enough_history"]

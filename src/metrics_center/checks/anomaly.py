@@ -115,6 +115,8 @@ def _copy_out(conn: Connection, query: sa.Select, *, columns: list[str]) -> pd.D
         for chunk in copy:
             buffer.write(chunk)
     types = {"period_start": pa.date32(), "value": pa.float64(), **dict.fromkeys(columns[1:-1], pa.string())}
+    if not buffer.getbuffer().nbytes:  # no history at all (a new metric): Arrow refuses an empty CSV
+        return pa.schema(types.items()).empty_table().select(columns).to_pandas()
     table = pacsv.read_csv(
         io.BytesIO(buffer.getvalue()),
         read_options=pacsv.ReadOptions(column_names=columns),
