@@ -197,11 +197,12 @@ def test_postgres_values_are_staged_with_the_declared_types(home, monkeypatch, p
 
 
 def _empty_demo_day(home: Path, monkeypatch, backend: str, pg_url: str | None) -> None:
-    """The demo company on a day with no orders, a header-only refunds export and an empty leads file."""
+    """The demo company on a day with no orders, header-only finance exports and an empty leads file."""
     data = home / "data"
     (data / "finance").mkdir()
     for day in ("2026-11-25", "2026-11-26", "2026-11-27"):
         (data / "finance" / f"refunds_{day}.csv").write_text(REFUNDS_HEADER)
+        (data / "finance" / f"settlements_{day}.csv").write_text("order_date,region,amount\n")
     (data / "marketing").mkdir()
     leads = pa.schema(
         [
