@@ -166,10 +166,16 @@ def test_failing_expectation_blocks_publishing(mart, tmp_path, monkeypatch):
     with mart.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM publication")).scalar() == 0
-        failed = (
-            conn.execute(sa.text("SELECT expectation FROM quality_result WHERE NOT success")).scalars().all()
-        )
-    assert failed == ["expect_column_values_to_be_between"]
+        failed = conn.execute(
+            sa.text("SELECT expectation, severity FROM quality_result WHERE NOT success ORDER BY id")
+        ).all()
+        alerts = conn.execute(sa.text("SELECT kind, state FROM notification ORDER BY id")).all()
+    # The blocking expectation fails the gate; the demo's planted settlement gap only warns.
+    assert [tuple(f) for f in failed] == [
+        ("expect_column_values_to_be_between", "block"),
+        ("reconcile:settled_cash", "warn"),
+    ]
+    assert [tuple(a) for a in alerts] == [("reconciliation", "pending"), ("quality_failure", "pending")]
 
 
 @pytest.mark.usefixtures("airflow_db", "demo_data")

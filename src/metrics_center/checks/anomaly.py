@@ -242,8 +242,8 @@ def _spread_stats(cur: pd.DataFrame, config: Anomaly, baseline: _Baseline) -> pd
         stats["score"] = (stats["value"].to_numpy() - expected) / spread
     # A flat history (no spread): no change is normal, any change is infinitely far from it.
     flat = spread == 0
-    stats.loc[flat, "score"] = np.sign(stats["value"].to_numpy()[flat] - expected[flat]) * math.inf
-    stats.loc[flat & (stats["value"].to_numpy() == expected), "score"] = 0.0
+    change = stats["value"].to_numpy()[flat] - expected[flat]
+    stats.loc[flat, "score"] = np.where(change > 0, math.inf, np.where(change < 0, -math.inf, 0.0))
     return stats
 
 
