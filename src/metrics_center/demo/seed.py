@@ -24,9 +24,9 @@ LEAD_SOURCES = ("search", "social", "email")
 REGION_WEIGHT = {"east": 1.4, "north": 1.0, "south": 1.1, "west": 0.8}
 CHANNEL_WEIGHT = {"app": 1.3, "web": 1.0, "store": 0.6}
 WEEKDAY_WEIGHT = (0.9, 0.95, 1.0, 1.0, 1.1, 1.35, 1.25)  # Mon..Sun
-#: Planted in the last day, for the demo's approvers to find: an anomaly (east app orders ×2.2, a
+#: Planted in the last day, for the demo's approvers to find: an anomaly (east app orders ×3.5, a
 #: flash sale) and a reconciliation mismatch (a settlement batch of the west region missing: ×0.95).
-PLANTED_SPIKE = ("east", "app", 2.2)
+PLANTED_SPIKE = ("east", "app", 3.5)
 PLANTED_SETTLEMENT_GAP = ("west", 0.95)
 
 
