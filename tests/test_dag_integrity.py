@@ -234,7 +234,8 @@ def test_broken_file_gets_a_loud_placeholder_dag(with_broken):
     assert dag["description"].startswith("BROKEN DEFINITION")
     assert "'mallory' is not a person" in dag["description"]
     assert (
-        "approval.stages[0].approvers[0]: approver 'mallory' is not a person in _teams.yaml" in dag["doc_md"]
+        "approval.stages[0].approvers[0]: approver 'mallory' is not a person (or a department with people)"
+        " in _teams.yaml" in dag["doc_md"]
     )
     assert "unknown_approver.yaml:34:" in dag["doc_md"]  # the line of `- mallory`
     assert list(dag["tasks"]) == ["definition_error"]

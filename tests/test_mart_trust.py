@@ -19,6 +19,7 @@ from metrics_center.mart.publish import NewerPublicationExists, publish_values
 from metrics_center.mart.runs import RunConflict, get_run, start_run
 from metrics_center.mart.tables import publication
 from metrics_center.periods import period_containing
+from metrics_center.spec import Teams
 
 DAY = date(2026, 11, 26)
 
@@ -284,29 +285,44 @@ def test_task_role_without_ddl_rights_runs_a_metric(postgres_mart_url, mart):
             conn.execute(sa.text(f"DROP ROLE {role}"))
 
 
-def _answered(mart, *, on_timeout: str, chosen: list[str], responder: str | None):
-    """Run ``run_1`` computed (result ``abc``), asked on try 1 and answered as given; returns (spec, stage)."""
+TEAMS = Teams.model_validate(
+    {
+        "departments": {"sales": {"name": "Sales"}, "finance": {"name": "Finance"}},
+        "people": {
+            "alice": {"name": "Alice", "department": "sales"},
+            "bob": {"name": "Bob", "department": "sales", "airflow_user": "bob@corp"},
+            "carol": {"name": "Carol", "department": "finance"},
+            "dave": {"name": "Dave", "department": "finance"},
+        },
+    }
+)
+
+
+def _answered(mart, *, on_timeout: str, chosen: list[str], responder: str | None, stages=None):
+    """Run ``run_1`` computed (result ``abc``), each stage asked and answered as given; returns (spec, stages)."""
     from metrics_center.approvals import record_answer, record_request
     from metrics_center.mart.runs import record_result
 
-    spec = metric_spec(
-        approval={"stages": [{"name": "review", "approvers": ["bob"]}], "on_timeout": on_timeout}
-    )
-    stage = spec.approval.stages[0]
+    stages = stages or [{"name": "review", "approvers": ["bob"]}]
+    spec = metric_spec(approval={"stages": stages, "on_timeout": on_timeout})
     _register(mart)
     _start(mart, "run_1", DAY, active=set())
     record_result(mart, metric_key="m", run_id="run_1", result_hash="abc", rows=1)
-    asked = {"metric_key": "m", "run_id": "run_1", "stage": stage, "ti_id": "ti-1", "try_number": 1}
-    record_request(mart, **asked, result_hash="abc")
-    record_answer(
-        mart,
-        **asked,
-        chosen=chosen,
-        responded_by=responder,
-        responded_at=datetime(2026, 11, 27, 10, 2, tzinfo=UTC),
-        timed_out=False,
-    )
-    return spec, stage
+    for i, stage in enumerate(spec.approval.stages):
+        asked = {"metric_key": "m", "run_id": "run_1", "stage": stage, "ti_id": f"ti-{i}", "try_number": 1}
+        record_request(mart, **asked, approvers=TEAMS.resolve(stage.approvers), result_hash="abc")
+        del asked["metric_key"]
+        record_answer(
+            mart,
+            spec=spec,
+            teams=TEAMS,
+            **asked,
+            chosen=chosen,
+            responded_by=responder,
+            responded_at=datetime(2026, 11, 27, 10, 2, tzinfo=UTC),
+            timed_out=False,
+        )
+    return spec, spec.approval.stages
 
 
 @pytest.mark.parametrize(
@@ -332,10 +348,17 @@ def _answered(mart, *, on_timeout: str, chosen: list[str], responder: str | None
             ["Approve"],
             "mallory",
             False,
-            "review was answered by mallory, who is not an approver of that stage (bob)",
+            "review was answered by mallory, which does not count: Airflow user mallory is not a person in _teams",
         ),
-        ("reject", ["Reject"], "bob", False, "review was rejected by bob at 2026-11-27 10:02 UTC"),
-        ("reject", ["Approve"], "bob", True, "review: bob"),
+        ("reject", ["Reject"], "bob@corp", False, "review was rejected by bob at 2026-11-27 10:02 UTC"),
+        ("reject", ["Approve"], "bob@corp", True, "review: bob"),  # Airflow user id → person
+        (
+            "reject",
+            ["Approve"],
+            "bob",
+            False,
+            "which does not count: Airflow user bob is not a person in _teams",
+        ),
     ],
 )
 def test_what_counts_as_an_approval(mart, on_timeout, chosen, responder, accepted, said):
@@ -344,20 +367,61 @@ def test_what_counts_as_an_approval(mart, on_timeout, chosen, responder, accepte
     spec, _ = _answered(mart, on_timeout=on_timeout, chosen=chosen, responder=responder)
     run = get_run(mart, metric_key="m", run_id="run_1")
     if accepted:
-        assert approved_by_text(verify_approved(mart, spec=spec, run=run)) == said
+        assert approved_by_text(verify_approved(mart, spec=spec, run=run, teams=TEAMS)) == said
     else:
         with pytest.raises(NotApproved, match="nothing published") as refused:
-            verify_approved(mart, spec=spec, run=run)
+            verify_approved(mart, spec=spec, run=run, teams=TEAMS)
         assert said in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("stages", "responder", "said"),
+    [
+        (  # separation of duties: one person, two stages
+            [{"name": "review", "approvers": ["bob"]}, {"name": "sign-off", "approvers": ["bob", "carol"]}],
+            "bob@corp",
+            "sign-off was answered by bob, which does not count: bob already approved review of this run",
+        ),
+        (  # four eyes: the owner alone
+            [{"name": "review", "approvers": ["alice", "bob"]}],
+            "alice",
+            "alice owns m and cannot be the only approver of their own number",
+        ),
+    ],
+)
+def test_sign_off_rules_hold_whatever_path_the_answer_took(mart, stages, responder, said):
+    """Answers given through Airflow's own UI or API are judged by the same rules: refused, never published."""
+    from metrics_center.approvals import NotApproved, verify_approved
+
+    spec, _ = _answered(mart, on_timeout="reject", chosen=["Approve"], responder=responder, stages=stages)
+    with pytest.raises(NotApproved) as refused:
+        verify_approved(mart, spec=spec, run=get_run(mart, metric_key="m", run_id="run_1"), teams=TEAMS)
+    assert said in str(refused.value)
+
+
+def test_a_department_may_be_a_stages_approver(mart):
+    from metrics_center.approvals import approved_by_text, verify_approved
+
+    stages = [{"name": "review", "approvers": ["finance"]}]
+    spec, _ = _answered(mart, on_timeout="reject", chosen=["Approve"], responder="dave", stages=stages)
+    run = get_run(mart, metric_key="m", run_id="run_1")
+    assert approved_by_text(verify_approved(mart, spec=spec, run=run, teams=TEAMS)) == "review: dave"
 
 
 def test_an_answer_to_an_earlier_request_does_not_count(mart):
     """Approved on try 1, then the task was cleared (asked again, try 2) and marked success: not approved."""
     from metrics_center.approvals import NotApproved, record_request, verify_approved
 
-    spec, stage = _answered(mart, on_timeout="reject", chosen=["Approve"], responder="bob")
+    spec, (stage,) = _answered(mart, on_timeout="reject", chosen=["Approve"], responder="bob@corp")
     record_request(
-        mart, metric_key="m", run_id="run_1", stage=stage, ti_id="ti-1", try_number=2, result_hash="abc"
+        mart,
+        metric_key="m",
+        run_id="run_1",
+        stage=stage,
+        approvers=["bob"],
+        ti_id="ti-0",
+        try_number=2,
+        result_hash="abc",
     )
     with pytest.raises(NotApproved, match=r"review was asked at .* and has no recorded answer"):
         verify_approved(mart, spec=spec, run=get_run(mart, metric_key="m", run_id="run_1"))

@@ -149,7 +149,7 @@ BROKEN_CASES: dict[str, list[Expected]] = {
         Expected(
             "approval.stages[0].approvers[0]",
             "- mallory",
-            r"approver 'mallory' is not a person in _teams\.yaml",
+            r"approver 'mallory' is not a person \(or a department with people\) in _teams\.yaml",
             r"add them to _teams\.yaml",
         )
     ],

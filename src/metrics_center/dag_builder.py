@@ -67,7 +67,10 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
             for stage in spec.approval.stages
         ]
         publish = PublishOperator(
-            task_id="publish", spec=spec, outlets=[Asset(uri=f"metrics_mart://{spec.key}", name=spec.key)]
+            task_id="publish",
+            spec=spec,
+            teams=teams,
+            outlets=[Asset(uri=f"metrics_mart://{spec.key}", name=spec.key)],
         )
         register >> extracts >> transform >> quality
         for upstream, downstream in pairwise([quality, *approvals, publish]):

@@ -304,12 +304,25 @@ def _cross_checks(
             )
         for s, stage in enumerate(spec.approval.stages):
             for a, person in enumerate(stage.approvers):
-                if person not in teams.people:
+                if person in teams.people and person in teams.departments:
                     add(
                         ("approval", "stages", s, "approvers", a),
-                        f"approver {person!r} is not a person in {TEAMS_FILE}",
+                        f"approver {person!r} is both a person and a department in {TEAMS_FILE}",
+                        "rename one of them",
+                    )
+                elif not teams.members(person):
+                    add(
+                        ("approval", "stages", s, "approvers", a),
+                        f"approver {person!r} is not a person (or a department with people) in {TEAMS_FILE}",
                         f"add them to {TEAMS_FILE} or fix the spelling",
                     )
+            only_owner = teams.resolve(stage.approvers) == [spec.owner]
+            if only_owner and not spec.approval.allow_self_approval and len(spec.approval.stages) == 1:
+                add(
+                    ("approval", "stages", s, "approvers"),
+                    f"the owner {spec.owner!r} is the stage's only approver, and may not approve their own number",
+                    "add another approver, or set approval.allow_self_approval: true",
+                )
         for i, dept in enumerate(spec.subscribers):
             if dept not in teams.departments:
                 add(

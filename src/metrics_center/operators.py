@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -169,23 +170,31 @@ class MetricApprovalOperator(ApprovalOperator):
     ui_color = "#fff4cc"
 
     def __init__(self, *, spec: MetricSpec, stage: ApprovalStage, teams: Teams | None, **kwargs: Any) -> None:
+        from airflow.sdk import Param
+
         approval = spec.approval
         defaults = {"reject": "Reject", "approve": "Approve", "fail": None}[approval.on_timeout]
-        people = teams.people if teams else {}
+        people = teams.resolve(stage.approvers) if teams else list(stage.approvers)
         super().__init__(
             subject=f"Approve {spec.name} ({spec.key} v{spec.version}) — {stage.name}",
             body=None,
             defaults=defaults,
             assigned_users=[
-                {"id": login, "name": people[login].name if login in people else login}
-                for login in stage.approvers
+                {
+                    "id": teams.airflow_user(login) if teams and login in teams.people else login,
+                    "name": teams.people[login].name if teams and login in teams.people else login,
+                }
+                for login in people
             ],
+            params={"reason": Param("", type=["null", "string"], title="Reason (say why when you reject)")},
             response_timeout=approval.timeout_delta,
             ignore_downstream_trigger_rules=True,
             **kwargs,
         )
         self.spec = spec
         self.stage = stage
+        self.teams = teams
+        self.approvers = people
 
     # Jinja would try to render our evidence tables; the body is already final text.
     template_fields = ("subject",)
@@ -213,9 +222,11 @@ class MetricApprovalOperator(ApprovalOperator):
             metric_key=self.spec.key,
             run_id=context["run_id"],
             stage=self.stage,
+            approvers=self.approvers,
             ti_id=str(ti.id),
             try_number=ti.try_number,
             result_hash=run.result_hash,
+            evidence_hash=hashlib.sha256(self.body.encode()).hexdigest(),
         )
         return super().execute(context)
 
@@ -272,14 +283,16 @@ class MetricApprovalOperator(ApprovalOperator):
         scheduler (on a timeout) packed it into the task's resume arguments — not XCom, not editable
         from the UI. (Airflow 3.3.2's supervisor does not serve a task's own HITL record back to it.)"""
         from metrics_center.approvals import record_answer
+        from metrics_center.errors import MetricsCenterError
         from metrics_center.mart.engine import get_engine
 
         ti = context["ti"]
         timed_out = "error" in event
         responder = None if timed_out else event.get("responded_by_user")
-        decision = record_answer(
+        decision, detail = record_answer(
             get_engine(),
-            metric_key=self.spec.key,
+            spec=self.spec,
+            teams=self.teams,
             run_id=context["run_id"],
             stage=self.stage,
             ti_id=str(ti.id),
@@ -288,8 +301,15 @@ class MetricApprovalOperator(ApprovalOperator):
             responded_by=responder.get("id") if responder else None,
             responded_at=None if timed_out else event.get("responded_at"),
             timed_out=timed_out,
+            reason=((event.get("params_input") or {}).get("reason") or None) if not timed_out else None,
         )
-        self.log.info("%s: %s", self.stage.name, decision)
+        self.log.info("%s: %s%s", self.stage.name, decision, f" ({detail})" if detail else "")
+        if decision == "refused":
+            # Airflow's own UI/API accepted an answer our sign-off rules do not: it never counts.
+            raise MetricsCenterError(
+                f"{self.stage.name}: the answer does not count — {detail}; nothing will be published. "
+                "Clear this task to ask again."
+            )
         return super().execute_complete(context, event)
 
 
@@ -302,11 +322,15 @@ class PublishOperator(_MetricTask):
 
     ui_color = "#e3f2e1"
 
+    def __init__(self, *, teams: Teams | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.teams = teams
+
     def execute(self, context: Context) -> dict[str, Any]:
         from metrics_center.mart.engine import get_engine
         from metrics_center.tasks.publish_run import publish_run
 
-        run, result = publish_run(get_engine(), spec=self.spec, context=context)
+        run, result = publish_run(get_engine(), spec=self.spec, teams=self.teams, context=context)
         periods = [p.isoformat() for p in result.periods]
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {

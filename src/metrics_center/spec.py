@@ -178,7 +178,9 @@ class Reconciliation(_Strict):
 
 class ApprovalStage(_Strict):
     name: str = Field(min_length=1, description="Shown to approvers; its slug names the task approve_<slug>.")
-    approvers: list[str] = Field(min_length=1, description="People from the teams file; any one may answer.")
+    approvers: list[str] = Field(
+        min_length=1, description="People or departments from the teams file; any one person may answer."
+    )
 
     @property
     def slug(self) -> str:
@@ -188,6 +190,16 @@ class ApprovalStage(_Strict):
 class Approval(_Strict):
     stages: list[ApprovalStage] = Field(min_length=1)
     timeout: str = Field(default="24h", description="How long each stage waits: 30m, 24h, 2d, 1w.")
+    allow_self_approval: bool = Field(
+        default=False,
+        description="Let the metric's owner be the only approver of their own number (off: four eyes).",
+    )
+    remind_at: float | None = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Remind a stage's approvers after this fraction of the timeout (null: no reminder).",
+    )
     on_timeout: Literal["reject", "approve", "fail"] = Field(
         default="reject", description="reject skips publish; approve publishes; fail fails the run."
     )
@@ -286,6 +298,10 @@ class Department(_Strict):
 class Person(_Strict):
     name: str
     department: Identifier
+    airflow_user: str | None = Field(
+        default=None,
+        description="Airflow user id (default: the person's key) — set it for FAB/Keycloak ids that differ.",
+    )
     slack_user_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]+$")
     email: str | None = None
 
@@ -295,6 +311,26 @@ class Teams(_Strict):
 
     departments: dict[Identifier, Department]
     people: dict[str, Person]
+
+    def airflow_user(self, person: str) -> str:
+        """The Airflow user id a person answers as."""
+        return self.people[person].airflow_user or person
+
+    def person_for_airflow_user(self, user_id: str) -> str | None:
+        return next((k for k, p in self.people.items() if (p.airflow_user or k) == user_id), None)
+
+    def person_for_slack_user(self, slack_user_id: str) -> str | None:
+        return next((k for k, p in self.people.items() if p.slack_user_id == slack_user_id), None)
+
+    def members(self, approver: str) -> list[str]:
+        """A stage approver is a person, or a whole department (every person in it)."""
+        if approver in self.people:
+            return [approver]
+        return sorted(k for k, p in self.people.items() if p.department == approver)
+
+    def resolve(self, approvers: list[str]) -> list[str]:
+        """People who may answer a stage, in a stable order, each once."""
+        return list(dict.fromkeys(person for a in approvers for person in self.members(a)))
 
     @model_validator(mode="after")
     def _people_in_known_departments(self) -> Teams:

@@ -96,6 +96,9 @@ approval_event = sa.Table(
     sa.Column("ti_id", sa.String(36)),
     sa.Column("try_number", sa.Integer),
     sa.Column("result_hash", sa.String(64)),
+    sa.Column("via", sa.String(16)),
+    sa.Column("reason", sa.Text),
+    sa.Column("evidence_hash", sa.String(64)),
 )
 
 metric_run = sa.Table(

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from sqlalchemy import Engine
 
-    from metrics_center.spec import MetricSpec
+    from metrics_center.spec import MetricSpec, Teams
 
 
-def publish_run(engine: Engine, *, spec: MetricSpec, context: Context) -> tuple[RunRecord, PublishResult]:
+def publish_run(
+    engine: Engine, *, spec: MetricSpec, teams: Teams | None, context: Context
+) -> tuple[RunRecord, PublishResult]:
     """Publish the run in ``context`` (``spec`` = the definition as parsed now); mark it published or refused."""
     run_id = context["run_id"]
     run = get_run(engine, metric_key=spec.key, run_id=run_id)
@@ -34,7 +36,7 @@ def publish_run(engine: Engine, *, spec: MetricSpec, context: Context) -> tuple[
         )
     try:
         refuse_stale(engine, spec=spec, run=run)
-        answers = verify_approved(engine, spec=spec, run=run)
+        answers = verify_approved(engine, spec=spec, run=run, teams=teams)
         values, digest = read_result(spec=spec, context=context)
         if digest != run.result_hash:
             raise PublishRefused(
