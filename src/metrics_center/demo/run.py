@@ -122,7 +122,7 @@ def main() -> int:
     for dag_id, task_id in awaiting.items():
         print(f"  • {dag_id}: {task_id} is waiting — Browse → Required Actions")
     print(
-        "\n  approvers: gmv_daily → bob, then carol or dave; lead_conversion_rate → erin or frank;"
+        "\n  approvers: gmv_daily → bob, then carol or dave; lead_conversion_rate → frank (its owner erin may reject, not approve alone);"
         "\n             refund_rate_weekly → carol or dave, then frank"
         f"\n  the mart (SQLite): {home / 'metrics_mart.db'} — query metric_value_current"
         "\n\nCtrl-C stops everything.",
