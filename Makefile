@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 
-.PHONY: demo test lint format venv schema benchmark clean
+.PHONY: demo test lint format venv schema benchmark clean browser-deps
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,17 @@ venv: $(VENV)/.installed
 demo: venv  ## Airflow + the demo company, every demo metric waiting for approval. Ctrl-C stops it.
 	$(PY) -m metrics_center.demo.run
 
-test: venv  ## The whole suite: real Airflow, Postgres (127.0.0.1:5432), DuckDB, Great Expectations.
+test: venv browser-deps  ## The whole suite: real Airflow, Postgres (127.0.0.1:5432), DuckDB, Great Expectations, chromium.
 	$(PY) -m pytest
+
+# Debian's chromium for tests/test_browser.py (Playwright's own browser download is not used), and a CJK
+# font so screenshots show 成交额. Does nothing when both are installed; installs as root (or via sudo).
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	fi
 
 lint: venv
 	$(VENV)/bin/ruff format --check src tests dags plugins benchmarks

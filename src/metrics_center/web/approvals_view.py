@@ -1,0 +1,236 @@
+"""My approvals: what waits for the logged-in person, with its evidence and charts, and answering it.
+
+Answers go through :func:`metrics_center.answers.submit_answer` — the same path as the Slack
+endpoint: sign-off rules, the early-answer hold, Airflow's own ``update_hitl_detail`` as the
+logged-in user, and an audit row for every attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from metrics_center.answers import Outcome, Waiting, stage_of
+from metrics_center.approvals import APPROVE
+from metrics_center.web import queries
+from metrics_center.web.auth import allowed
+from metrics_center.web.charts import approval_charts
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from metrics_center.loader import Catalog
+    from metrics_center.mart.runs import RunRecord
+    from metrics_center.spec import MetricSpec
+    from metrics_center.web.auth import Viewer
+
+log = logging.getLogger(__name__)
+HISTORY_PERIODS = 60
+MAX_STAGED_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class Card:
+    """One stage waiting for the viewer, with everything needed to answer it."""
+
+    waiting: Waiting
+    spec: MetricSpec
+    approvers: list[str]
+    period: str | None
+    charts: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def open_anomalies(self) -> int:
+        return sum(1 for a in self.anomalies if a["marked_expected_at"] is None)
+
+    def as_json(self) -> dict[str, Any]:
+        w = self.waiting
+        return {
+            "dag_id": w.dag_id,
+            "run_id": w.run_id,
+            "task_id": w.task_id,
+            "stage": w.stage,
+            "metric": {"key": self.spec.key, "name": self.spec.name, "unit": self.spec.unit},
+            "period": self.period,
+            "subject": w.subject,
+            "body_markdown": w.body,
+            "asked_at": w.asked_at.isoformat() if w.asked_at else None,
+            "approvers": self.approvers,
+            "anomalies": [_anomaly_json(a) for a in self.anomalies],
+            "charts": self.charts,
+        }
+
+
+def _anomaly_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v.isoformat() if hasattr(v, "isoformat") else v
+        for k, v in row.items()
+        if k not in ("id", "run_id")
+    }
+
+
+def waiting_cards(*, viewer: Viewer, catalog: Catalog, engine: Engine) -> list[Card]:
+    """The stages waiting for the viewer's person (none if they are nobody in ``_teams.yaml``), newest first."""
+    from airflow.utils.session import create_session
+
+    from metrics_center.answers import waiting_for
+
+    if viewer.person is None or catalog.teams is None:
+        return []
+    with create_session() as session:
+        waiting = waiting_for(person=viewer.person, teams=catalog.teams, session=session)
+    ours = [w for w in waiting if w.dag_id in catalog.metrics]
+    visible = set(allowed(viewer.user, (w.dag_id for w in ours), hitl=True))
+    return [_card(w, catalog=catalog, engine=engine) for w in ours if w.dag_id in visible]
+
+
+def _card(waiting: Waiting, *, catalog: Catalog, engine: Engine) -> Card:
+    from metrics_center.mart.runs import get_run
+
+    spec = catalog.metrics[waiting.dag_id].spec
+    stage = stage_of(spec, waiting.task_id)
+    teams = catalog.teams
+    people = teams.resolve(stage.approvers) if teams and stage else []
+    names = [teams.people[p].name if teams else p for p in people]
+    run = get_run(engine, metric_key=spec.key, run_id=waiting.run_id)
+    anomalies = queries.run_anomalies(engine, spec.key, waiting.run_id)
+    period_start = run.period_start if run else None
+    history = queries.history(engine, spec.key, periods=HISTORY_PERIODS, before=period_start)
+    charts = approval_charts(
+        name=spec.name,
+        unit=spec.unit,
+        dimensions=spec.dimensions,
+        additive=spec.aggregation == "sum",
+        period_start=period_start,
+        history=history,
+        new_rows=[] if anomalies or run is None else staged_rows(spec, run),
+        anomalies=anomalies,
+    )
+    period = period_start.isoformat() if period_start else None
+    return Card(waiting, spec, names, period, charts, anomalies)
+
+
+def staged_rows(spec: MetricSpec, run: RunRecord) -> list[dict[str, Any]]:
+    """The result under review, read back from staging if it is still the one approvers were asked about.
+
+    Best effort: a chart without the new value beats no page (staging may live elsewhere).
+    """
+    try:
+        import pyarrow.compute as pc
+
+        from metrics_center.tasks.transform import read_result
+
+        table, digest = read_result(spec=spec, context={"run_id": run.run_id})  # type: ignore[arg-type]
+        if digest != run.result_hash:
+            return []
+        table = table.filter(pc.equal(table["period_start"], run.period_start))
+        if spec.aggregation == "sum":
+            total = pc.sum(table["value"]).as_py()
+            return [{"period_start": run.period_start, "dimensions": {}, "value": total}]
+        rows = table.slice(0, MAX_STAGED_ROWS).to_pylist()
+    except Exception:  # the evidence text stays complete without the chart's new point
+        log.warning("could not read the staged result of %s %s", spec.key, run.run_id, exc_info=True)
+        return []
+    return [
+        {
+            "period_start": r["period_start"],
+            "dimensions": {d: r[d] for d in spec.dimensions},
+            "value": r["value"],
+        }
+        for r in rows
+    ]
+
+
+def answer(
+    *,
+    engine: Engine,
+    catalog: Catalog,
+    viewer: Viewer,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    option: str,
+    reason: str | None,
+    expected: bool = False,
+) -> Outcome:
+    """Answer a stage as the viewer's person; ``expected`` also marks the run's anomalies expected.
+
+    The anomalies are marked only once Airflow recorded the approval, so a refused answer (wrong
+    person, too late, already answered) leaves them as they were.
+    """
+    from metrics_center.answers import submit_answer
+
+    spec = catalog.metrics[dag_id].spec
+    refusal = _refusal(spec=spec, viewer=viewer, task_id=task_id, option=option, expected=expected)
+    if refusal is not None:
+        _audit_refusal(engine, spec=spec, viewer=viewer, run_id=run_id, task_id=task_id, outcome=refusal)
+        return refusal
+    assert viewer.person is not None and catalog.teams is not None
+    outcome = submit_answer(
+        engine=engine,
+        spec=spec,
+        teams=catalog.teams,
+        run_id=run_id,
+        task_id=task_id,
+        person=viewer.person,
+        option=option,
+        reason=reason,
+        via="page",
+        user=viewer.user,
+    )
+    if expected and outcome.status == "recorded":
+        count = queries.mark_expected(engine, key=spec.key, run_id=run_id, person=viewer.person)
+        noun = "anomaly" if count == 1 else "anomalies"
+        outcome = Outcome(
+            outcome.status,
+            f"{outcome.message} {count} {noun} marked expected by {viewer.name}.",
+            outcome.stage,
+        )
+    return outcome
+
+
+def _refusal(
+    *, spec: MetricSpec, viewer: Viewer, task_id: str, option: str, expected: bool
+) -> Outcome | None:
+    stage = stage_of(spec, task_id)
+    if stage is None:
+        return Outcome("unknown", f"{spec.key} has no approval stage {task_id}")
+    if viewer.person is None:
+        return Outcome(
+            "refused",
+            f"Airflow user {viewer.user_id} is not a person in _teams.yaml: only the people listed there "
+            "answer approvals.",
+            stage.name,
+        )
+    if expected and option != APPROVE:
+        return Outcome("refused", "Only an approval can mark anomalies as expected.", stage.name)
+    return None
+
+
+def _audit_refusal(
+    engine: Engine, *, spec: MetricSpec, viewer: Viewer, run_id: str, task_id: str, outcome: Outcome
+) -> None:
+    """An attempt by someone who is nobody in ``_teams.yaml`` is audited under their Airflow user id."""
+    from metrics_center.approvals import record_attempt
+
+    if outcome.stage is None or viewer.person is not None:
+        return
+    record_attempt(
+        engine,
+        metric_key=spec.key,
+        run_id=run_id,
+        stage=outcome.stage,
+        person=viewer.user_id,
+        via="page",
+        decision="refused_attempt",
+        detail=outcome.message,
+    )
+
+
+def waited(card: Card) -> str:
+    """``12 min``, ``3 h 05 min``: how long a stage has been waiting."""
+    minutes = int((datetime.now(UTC) - card.waiting.asked_at).total_seconds() // 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

@@ -1,0 +1,132 @@
+"""Who is asking and what they may see or answer — always through Airflow's own auth manager.
+
+Every route takes the user from Airflow's ``get_user`` (the UI's ``_token`` cookie or a Bearer token;
+none → 401, a forged one → 403). Reading a metric needs read access to its DAG; seeing or answering
+its approvals needs Airflow's HITL permission on that DAG (``DagAccessEntity.HITL_DETAIL``), exactly
+as Airflow's own Required Actions page does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, HTTPException, Request
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from metrics_center.loader import Catalog
+    from metrics_center.spec import MetricSpec, Teams
+
+Method = Literal["GET", "PUT"]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The logged-in Airflow user and the person of ``_teams.yaml`` they are (None: nobody there)."""
+
+    user: Any
+    user_id: str
+    person: str | None
+    name: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every route works with: the viewer, the catalog, the mart and where the app is mounted."""
+
+    viewer: Viewer
+    catalog: Catalog
+    engine: Engine
+    base: str  # this app's path prefix, e.g. /metrics-center
+    airflow_base: str  # Airflow's own (usually "")
+
+
+def context(request: Request, user: GetUserDep) -> Context:
+    """Airflow's ``get_user`` first (401/403 before anything is read), then the catalog and the mart."""
+    from metrics_center.mart.engine import get_engine
+
+    catalog = load_catalog()
+    return Context(
+        viewer=viewer_for(user, catalog.teams),
+        catalog=catalog,
+        engine=get_engine(),
+        base=request.scope.get("root_path", "").rstrip("/"),
+        airflow_base=request.scope.get("app_root_path", "").rstrip("/"),
+    )
+
+
+ContextDep = Annotated[Context, Depends(context)]
+
+
+def load_catalog() -> Catalog:
+    """The metric definitions and teams as they are now (a few ms: read on every request)."""
+    from metrics_center import settings
+    from metrics_center.loader import load_catalog as load
+
+    return load(settings.metrics_dir(), sql_root=settings.sql_dir())
+
+
+def viewer_for(user: Any, teams: Teams | None) -> Viewer:
+    user_id = str(user.get_id())
+    person = teams.person_for_airflow_user(user_id) if teams else None
+    name = teams.people[person].name if teams and person else user.get_name()
+    return Viewer(user=user, user_id=user_id, person=person, name=name)
+
+
+def may(user: Any, *, dag_id: str, method: Method = "GET", hitl: bool = False) -> bool:
+    """Airflow's verdict for ``user`` on the DAG ``dag_id`` (its HITL details when ``hitl``)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.models.dag import DagModel
+
+    return get_auth_manager().is_authorized_dag(
+        method=method,
+        access_entity=DagAccessEntity.HITL_DETAIL if hitl else None,
+        details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id)),
+        user=user,
+    )
+
+
+def allowed(user: Any, dag_ids: Iterable[str], *, hitl: bool = False) -> list[str]:
+    """The ``dag_ids`` the user may read (their approval details, when ``hitl``), in the given order.
+
+    Reading uses the auth manager's batch answer first (one query); a DAG it does not list — forbidden,
+    or not parsed by Airflow yet — is asked about on its own.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+
+    ids = list(dict.fromkeys(dag_ids))
+    if hitl:
+        return [d for d in ids if may(user, dag_id=d, hitl=True)]
+    readable = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+    return [d for d in ids if d in readable or may(user, dag_id=d)]
+
+
+def require_metric(catalog: Catalog, key: str) -> MetricSpec:
+    """The metric ``key`` (its DAG access was checked by the route's ``requires_access_dag``), else 404."""
+    loaded = catalog.metrics.get(key)
+    if loaded is None:
+        raise HTTPException(status_code=404, detail=f"No metric {key!r} is defined")
+    return loaded.spec
+
+
+def require_same_origin(request: Request) -> None:
+    """Refuse a state-changing request sent by another site's page (the cookie is SameSite=Lax too).
+
+    Browsers send ``Origin`` (else ``Referer``) with every POST; it must name this server (as the
+    request reached it, or as ``[api] base_url`` says). API clients with a Bearer token and no browser
+    send neither, and are not at risk.
+    """
+    from airflow.configuration import conf
+
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return
+    ours = {request.headers.get("host", ""), urlsplit(conf.get("api", "base_url", fallback="") or "").netloc}
+    if urlsplit(source).netloc not in ours - {""}:
+        raise HTTPException(status_code=403, detail="Cross-site request refused")
