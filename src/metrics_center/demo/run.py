@@ -118,6 +118,7 @@ def main() -> int:
         f"\nMetrics Center demo is up: {airflow.url}\n"
         f"  {notice[0]}\n"
         "  log in as admin/admin to watch the runs, or as an approver (password = user name):\n"
+        f"  approve, read the metric dictionary and the audit in Metrics Center: {airflow.url}/plugin/metrics-center\n"
     )
     for dag_id, task_id in awaiting.items():
         print(f"  • {dag_id}: {task_id} is waiting — Browse → Required Actions")
