@@ -49,6 +49,7 @@ benchmark: venv
 	$(PY) benchmarks/anomaly.py
 	$(PY) benchmarks/quality_check.py
 	$(PY) benchmarks/outbox.py
+	$(PY) benchmarks/slack_ack.py
 
 clean:
 	rm -rf .airflow demo_data

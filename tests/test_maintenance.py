@@ -76,7 +76,11 @@ def test_the_dag_file_parses_light_and_as_specified():
     assert parsed["dags"] == [DAG_ID]
     assert (parsed["timetable"], parsed["summary"]) == ("CronTriggerTimetable", "*/5 * * * *")
     assert parsed["catchup"] is False and parsed["max_active_runs"] == 1
-    assert parsed["tasks"] == {"deliver_notifications": [], "prune_staging": []}
+    assert parsed["tasks"] == {
+        "follow_up_approvals": ["deliver_notifications"],
+        "deliver_notifications": [],
+        "prune_staging": [],
+    }
     assert parsed["loaded"] == [], "parsing the maintenance DAG must import nothing but airflow"
 
 
@@ -208,7 +212,11 @@ def test_maintenance_run_delivers_and_prunes_only_finished_runs(mart, staging, d
         state, tasks, results = _run_maintenance()
 
     assert state == "success", tasks
-    assert tasks == {"deliver_notifications": "success", "prune_staging": "success"}
+    assert tasks == {
+        "follow_up_approvals": "success",
+        "deliver_notifications": "success",
+        "prune_staging": "success",
+    }
     assert len(stub.posted) == 1 and stub.posted[0].channel == stub.channel_id("#sales-metrics")
     with mart.connect() as conn:
         assert (

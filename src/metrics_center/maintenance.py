@@ -1,4 +1,4 @@
-"""The maintenance DAG's task bodies: deliver the notification outbox to Slack, prune old staged data.
+"""The maintenance DAG's task bodies: approval follow-ups, delivery of the outbox to Slack, staging pruning.
 
 Called from ``dags/metrics_center_maintenance.py`` with the task's context. Everything is imported
 inside the functions: the DAG file that names them is parsed often.
@@ -16,11 +16,63 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
+    from metrics_center.spec import Teams
+
 log = logging.getLogger(__name__)
 
 DAG_ID = "metrics_center_maintenance"
 STAGING_RETENTION_ENV = "METRICS_CENTER_STAGING_RETENTION"
 DEFAULT_STAGING_RETENTION = "14d"
+
+
+def follow_up_approvals(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Enqueue approval reminders and the in-place updates of answered requests; forget old Slack signatures.
+
+    Which stage tries still wait comes from this task's own Task SDK channel (Airflow 3 tasks cannot read
+    Airflow's database): ``ti.get_ti_count`` for the task, ``ti.get_dagrun_state`` for its run.
+    """
+    from dataclasses import asdict
+
+    from metrics_center.notify.approval_followups import follow_up
+    from metrics_center.notify.slack_replay import forget_requests
+
+    engine = _mart()
+    ti = context["ti"]
+    done = follow_up(engine, teams=_teams(), stage_state=lambda ref: approval_stage_state(ti, ref))
+    log.info(
+        "approvals: %d reminder(s) and %d message update(s) enqueued; %d stage tr(ies) still waiting",
+        done.reminders,
+        done.updates,
+        done.waiting,
+    )
+    try:
+        forgotten = forget_requests(engine)
+    except Exception as exc:  # e.g. a task role without DELETE on slack_request
+        forgotten = 0
+        log.warning(
+            "cannot forget old Slack request signatures (%s): grant DELETE on slack_request to the mart role",
+            exc,
+        )
+    return {**asdict(done), "slack_signatures_forgotten": forgotten}
+
+
+def approval_stage_state(ti: Any, ref: Any) -> str:
+    """``waiting`` (for an answer), ``active`` (its run goes on) or ``ended`` (run finished or gone)."""
+    try:
+        waiting = ti.get_ti_count(
+            dag_id=ref.dag_id, task_ids=[ref.task_id], run_ids=[ref.run_id], states=["awaiting_input"]
+        )
+    except Exception as exc:
+        log.warning("cannot ask Airflow whether %s waits (%s): no reminder this time", ref.task_id, exc)
+        return "active"
+    if waiting:
+        return "waiting"
+    try:
+        state = dagrun_state(ti, ref.dag_id, ref.run_id)
+    except Exception as exc:
+        log.warning("cannot read the state of run %s (%s)", ref.run_id, exc)
+        return "active"
+    return "active" if state in ("queued", "running") else "ended"
 
 
 def deliver_notifications(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -160,6 +212,19 @@ def team_addresses() -> dict[str, str | None]:
         **{login: person.slack_user_id for login, person in teams.people.items()},
         **{key: department.slack_channel for key, department in teams.departments.items()},
     }
+
+
+def _teams() -> Teams | None:
+    from metrics_center import settings
+    from metrics_center.errors import MetricsCenterError
+    from metrics_center.loader import load_teams
+
+    path = settings.metrics_dir() / "_teams.yaml"
+    try:
+        return load_teams(path) if path.is_file() else None
+    except MetricsCenterError as exc:
+        log.warning("cannot read %s (%s): approvers are named by their keys", path, exc)
+        return None
 
 
 def _mart() -> Engine:

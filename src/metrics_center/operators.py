@@ -172,6 +172,8 @@ class MetricApprovalOperator(ApprovalOperator):
     def __init__(self, *, spec: MetricSpec, stage: ApprovalStage, teams: Teams | None, **kwargs: Any) -> None:
         from airflow.sdk import Param
 
+        from metrics_center.notify.approval_requests import ApprovalRequestNotifier
+
         approval = spec.approval
         defaults = {"reject": "Reject", "approve": "Approve", "fail": None}[approval.on_timeout]
         people = teams.resolve(stage.approvers) if teams else list(stage.approvers)
@@ -189,6 +191,8 @@ class MetricApprovalOperator(ApprovalOperator):
             params={"reason": Param("", type=["null", "string"], title="Reason (say why when you reject)")},
             response_timeout=approval.timeout_delta,
             ignore_downstream_trigger_rules=True,
+            # Asks the approvers in Slack through the outbox once the HITL record exists; never raises.
+            notifiers=[ApprovalRequestNotifier(spec=spec, stage=stage, teams=teams)],
             **kwargs,
         )
         self.spec = spec

@@ -166,6 +166,14 @@ notification = sa.Table(
     sa.Column("delivered_at", TS),
 )
 
+slack_request = sa.Table(
+    "slack_request",
+    metadata,
+    sa.Column("signature", sa.String(128), primary_key=True),
+    sa.Column("request_ts", sa.BigInteger),
+    sa.Column("received_at", TS),
+)
+
 metric_value_current = sa.table(
     "metric_value_current",
     sa.column("metric_key"),

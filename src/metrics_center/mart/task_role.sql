@@ -6,3 +6,5 @@ GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA metrics_mart TO metrics_cen
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA metrics_mart TO metrics_center_task;
 ALTER DEFAULT PRIVILEGES IN SCHEMA metrics_mart GRANT SELECT, INSERT, UPDATE ON TABLES TO metrics_center_task;
 ALTER DEFAULT PRIVILEGES IN SCHEMA metrics_mart GRANT USAGE, SELECT ON SEQUENCES TO metrics_center_task;
+-- Forgetting day-old Slack request signatures (the replay guard of the Slack endpoint).
+GRANT DELETE ON metrics_mart.slack_request TO metrics_center_task;

@@ -10,6 +10,9 @@ A ``notification`` row moves through these states:
   lease (``next_attempt_at``) has passed, the channel's history is searched for the token, sent as message
   ``metadata``: found → ``delivered`` with that ``ts``; not found → ``pending`` again (or ``dead``).
 
+``approval_update`` rows post nothing: they edit the request messages they name (``chat.update`` on the
+recorded ``slack_channel`` / ``slack_ts``), see :mod:`metrics_center.notify.approval_followups`.
+
 Rows without an address, and every row while the Slack connection is missing, stay ``pending``.
 Two deliverers may run at once: a claim is an ``UPDATE … WHERE state = 'pending'`` that must change
 every row of its group, else it is rolled back and the group left to the other one.
@@ -17,6 +20,7 @@ every row of its group, else it is rolled back and the group left to the other o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -388,6 +392,18 @@ class _Run:
 
     def recover(self, group: _Group) -> None:
         """Search the channel for the token of a ``sending`` group: delivered if found, else retried."""
+        if _is_update(group):  # updating a message is idempotent: due again now
+            with contextlib.suppress(_Lost):
+                self._update(
+                    group,
+                    group.ids,
+                    was="sending",
+                    token=group.token,
+                    due=self.clock.now(),
+                    state="pending",
+                    next_attempt_at=_EPOCH,
+                )
+            return
         if not self.lease(group):
             return
         try:
@@ -447,6 +463,10 @@ class _Run:
 
     def deliver_group(self, group: _Group) -> float | None:
         """Claim, post, record; the 429 ``Retry-After`` if Slack asked to wait, else None."""
+        if _is_update(group):  # an approval message updated in place (chat.update), not a new message
+            from metrics_center.notify.approval_followups import deliver_update
+
+            return deliver_update(self, group)
         if not self.claim(group):
             return None
         message = render_group(group.items, base_url=self.airflow_url)
@@ -476,6 +496,11 @@ class _Lost(Exception):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UPDATE_KIND = "approval_update"
+
+
+def _is_update(group: _Group) -> bool:
+    return bool(group.items) and all(item.kind == _UPDATE_KIND for item in group.items)
 
 
 def _utc(value: datetime) -> datetime:

@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 
     from metrics_center.spec import MetricSpec, Teams
 
-Kind = Literal["anomaly", "quality_failure", "reconciliation", "approval_request", "definition_change"]
+Kind = Literal[
+    "anomaly",
+    "quality_failure",
+    "reconciliation",
+    "approval_request",
+    "approval_reminder",
+    "approval_update",
+    "definition_change",
+]
 
 
 @dataclass(frozen=True)

@@ -243,10 +243,26 @@ def _generic_or_bare(kind: str, payloads: Sequence[Any], base_url: str | None, t
         return Message(text=f"Metrics Center: {len(payloads)} notification(s) of kind {kind!r}")
 
 
+def _render_approval(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
+    from metrics_center.notify.approval_messages import render_request
+
+    return render_request(payloads, base_url, top)
+
+
+def _render_approval_update(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
+    from metrics_center.notify.approval_messages import render_update
+
+    return render_update(payloads, base_url, top)
+
+
 _RENDERERS: dict[str, Callable[[list[dict[str, Any]], str | None, int], Message]] = {
     "anomaly": _render_anomaly,
     "quality_failure": _render_quality,
     "reconciliation": _render_reconciliation,
+    # Approval requests and reminders (with buttons) and their in-place update after the decision.
+    "approval_request": _render_approval,
+    "approval_reminder": _render_approval,
+    "approval_update": _render_approval_update,
 }
 
 

@@ -1,4 +1,4 @@
-"""Slack Web API for delivery: the client, posting (outcome classified), channel lookup, token search.
+"""Slack Web API for delivery: the client, posting and updating (outcome classified), channel lookup, token search.
 
 slack-sdk and the Airflow Slack provider are imported only when a function needs them, never at import.
 Nothing here touches the outbox: :mod:`metrics_center.notify.deliver` decides what an outcome means.
@@ -32,6 +32,8 @@ _FIXES = {
     "missing_scope": "give the Slack app the scopes listed in README → Notifications, then reinstall it",
     "invalid_blocks": "a rendering bug in metrics_center.notify.slack: report it with the notification ids",
     "msg_too_long": "a rendering bug in metrics_center.notify.slack: report it with the notification ids",
+    "message_not_found": "the message was deleted in Slack; delete this update or leave it to die",
+    "cant_update_message": "only messages the app posted can be updated; was the token changed?",
 }
 _CONVERSATION_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{6,}")
@@ -79,10 +81,6 @@ def post(
     client: Any, *, channel: str, text: str, blocks: list[dict], metadata: dict
 ) -> Posted | RateLimited | Failed:
     """``chat.postMessage``, its outcome classified: posted, rate limited, refused (certain) or unknown."""
-    from urllib.error import URLError
-
-    from slack_sdk.errors import SlackApiError
-
     try:
         response = client.chat_postMessage(
             channel=channel,
@@ -92,8 +90,29 @@ def post(
             unfurl_links=False,
             unfurl_media=False,
         )
-        return Posted(channel=response["channel"], ts=response["ts"])
-    except SlackApiError as exc:
+    except Exception as exc:
+        return _failure(exc, method="chat.postMessage", channel=channel, done="posted")
+    return Posted(channel=response["channel"], ts=response["ts"])
+
+
+def update(
+    client: Any, *, channel: str, ts: str, text: str, blocks: list[dict]
+) -> Posted | RateLimited | Failed:
+    """``chat.update`` of the app's own message ``ts`` in ``channel`` (a conversation id), classified like
+    :func:`post`. Updating is idempotent: an unknown outcome is simply tried again."""
+    try:
+        response = client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+    except Exception as exc:
+        return _failure(exc, method="chat.update", channel=channel, done="updated")
+    return Posted(channel=response.get("channel") or channel, ts=response.get("ts") or ts)
+
+
+def _failure(exc: Exception, *, method: str, channel: str, done: str) -> RateLimited | Failed:
+    from urllib.error import URLError
+
+    from slack_sdk.errors import SlackApiError
+
+    if isinstance(exc, SlackApiError):
         status = exc.response.status_code
         data = exc.response.data if isinstance(exc.response.data, dict) else {}
         code = str(data.get("error") or f"HTTP {status}")
@@ -101,24 +120,24 @@ def post(
             return RateLimited(retry_after=_retry_after(exc.response.headers))
         if status >= 500:
             return Failed(
-                error=f"Slack answered HTTP {status} ({code[:200]}); it may have posted the message",
+                error=f"Slack answered HTTP {status} ({code[:200]}); it may have {done} the message",
                 certain=False,
             )
-        fix = _FIXES.get(code, "see https://api.slack.com/methods/chat.postMessage#errors")
+        fix = _FIXES.get(code, f"see https://api.slack.com/methods/{method}#errors")
         return Failed(
             error=f"Slack refused the message to {channel}: {code} — {fix}",
             certain=True,
             fatal=code in _FATAL,
         )
-    except URLError as exc:
+    if isinstance(exc, URLError):
         refused = isinstance(exc.reason, ConnectionRefusedError)
         return Failed(
             error=f"cannot reach Slack ({describe(exc)}); check the connection's base_url", certain=refused
         )
-    except Exception as exc:  # timeouts, resets: Slack may have the message
-        return Failed(
-            error=f"no answer from Slack ({describe(exc)}); it may have posted the message", certain=False
-        )
+    # timeouts, resets: Slack may have the message
+    return Failed(
+        error=f"no answer from Slack ({describe(exc)}); it may have {done} the message", certain=False
+    )
 
 
 def resolve_conversation(client: Any, *, address: str) -> str:

@@ -1,0 +1,357 @@
+"""Approval messages in Slack: the request, the reminder and the in-place update after the decision.
+
+Pure functions of stored outbox payloads (no I/O, no Airflow import), registered with
+:mod:`metrics_center.notify.slack`'s renderers. The Approve / Reject buttons carry an :class:`ActionRef`
+(dag, run, task, try) that the interactions endpoint reads back; rendering never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from metrics_center.notify.slack import Message, _cut, _esc, _section
+
+APPROVE_ACTION = "metrics_center_approve"
+REJECT_ACTION = "metrics_center_reject"
+LINK_ACTIONS = frozenset({"metrics_center_page", "metrics_center_required_actions"})
+REASON_CALLBACK = "metrics_center_reject_reason"
+REASON_BLOCK = REASON_INPUT = "reason"
+REQUEST, REMINDER, UPDATE = "approval_request", "approval_reminder", "approval_update"
+_EVIDENCE_SECTIONS = 4  # at most this many 2,900-character sections of evidence per message
+_TABLE_ROWS = 10  # value rows shown in Slack (the page and Airflow show all)
+_SECTION = 2900
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionRef:
+    """Which task instance try a button answers: it travels in the button's ``value``."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"d": self.dag_id, "r": self.run_id, "t": self.task_id, "n": self.try_number},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, value: str) -> ActionRef:
+        """Read a button value back; ValueError (saying what is wrong) for anything else."""
+        try:
+            data = json.loads(value)
+            return cls(
+                dag_id=str(data["d"]),
+                run_id=str(data["r"]),
+                task_id=str(data["t"]),
+                try_number=int(data["n"]),
+            )
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"not a Metrics Center approval button value ({exc!r})") from None
+
+    @property
+    def key(self) -> str:
+        """A short stable id of this try (dedupe and group keys must fit 255 characters)."""
+        raw = "\x1f".join((self.dag_id, self.run_id, self.task_id, str(self.try_number)))
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    """What became of a request, for the in-place update: who, what, when (and why)."""
+
+    #: approved, rejected, approved_on_timeout, rejected_on_timeout, timed_out, refused, superseded, closed
+    outcome: str
+    by: str | None = None  # a person's display name
+    at: datetime | None = None
+    via: str | None = None  # slack, page, airflow
+    reason: str | None = None
+    detail: str | None = None
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "by": self.by,
+            "at": self.at.astimezone(UTC).isoformat() if self.at else None,
+            "via": self.via,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+def render_request(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
+    """The request (or, with ``kind`` reminder, the reminder): evidence, buttons, links."""
+    return _render(payloads, decision=None)
+
+
+def render_update(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
+    """The request as it reads after the decision: no buttons, the decision on top."""
+    first = payloads[0]
+    return _render([first.get("request") or {}], decision=first.get("decision") or {})
+
+
+def render_decided(request: Mapping[str, Any], decision: Decision) -> Message:
+    """The same, for the interactions endpoint's immediate update of the clicked message."""
+    return _render([dict(request)], decision=decision.as_payload())
+
+
+def decision_line(decision: Mapping[str, Any]) -> str:
+    """``✅ Approved by Bob Li at 2026-11-27 10:02 UTC via Slack`` (mrkdwn)."""
+    outcome, who = str(decision.get("outcome") or ""), _esc(str(decision.get("by") or "someone"))
+    when = f" at {_when(decision.get('at'))}" if decision.get("at") else ""
+    via = {"slack": " via Slack", "page": " on the Metrics Center page", "airflow": " in Airflow"}.get(
+        str(decision.get("via") or ""), ""
+    )
+    reason = f"\n>{_esc(_cut(str(decision['reason']), 500))}" if decision.get("reason") else ""
+    detail = _esc(_cut(str(decision.get("detail") or ""), 500))
+    lines = {
+        "approved": f"✅ *Approved* by *{who}*{when}{via}",
+        "rejected": f"❌ *Rejected* by *{who}*{when}{via}",
+        "approved_on_timeout": f"⌛ *Timed out*{when}: approved by default (on_timeout: approve)",
+        "rejected_on_timeout": f"⌛ *Timed out*{when}: rejected by default — nothing is published",
+        "timed_out": f"⌛ *Timed out*{when} with no answer",
+        "refused": f"🚫 Answered by *{who}*{when}{via}, but the answer does not count: {detail}. "
+        "Clear the approval task to ask again.",
+        "superseded": f"↪️ *Out of date*: {detail or 'this stage was asked again'} — answer the newest message.",
+        "closed": f"⏹️ *No longer waiting*: {detail or 'its run ended without an answer to this stage'}.",
+    }
+    return lines.get(outcome, f"Answered{when}: {_esc(outcome)}") + reason
+
+
+# --- evidence ------------------------------------------------------------------------------------
+
+
+def evidence_mrkdwn(markdown: str) -> list[str]:
+    """The operator's Markdown evidence (up to its ``---`` rule) as Slack mrkdwn lines.
+
+    Bold ``**x**`` becomes ``*x*``, bullets become ``•``, the values table becomes one line per row
+    (the first ``_TABLE_ROWS``); the definition after ``---`` is left to the linked pages.
+    """
+    text = markdown.split("\n---", 1)[0].strip()
+    lines: list[str] = []
+    header: list[str] | None = None
+    rows_shown = rows_hidden = 0
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None:
+                header = [c.lower() for c in cells]
+            elif not all(set(c) <= {"-", ":", " "} for c in cells):
+                if rows_shown < _TABLE_ROWS and not cells[0].startswith("…"):
+                    lines.append(_table_row(header, cells))
+                    rows_shown += 1
+                else:
+                    rows_hidden += _hidden_rows(cells)
+            continue
+        if header is not None:
+            if rows_hidden:
+                lines.append(f"_… and {rows_hidden} more row(s) on the Metrics Center page_")
+            header, rows_shown, rows_hidden = None, 0, 0
+        line = _esc(line)
+        line = re.sub(r"\*\*(.+?)\*\*", r"*\1*", line)
+        if line.startswith("- "):
+            line = "• " + line[2:]
+        lines.append(line)
+    if header is not None and rows_hidden:
+        lines.append(f"_… and {rows_hidden} more row(s) on the Metrics Center page_")
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _table_row(header: list[str], cells: list[str]) -> str:
+    row = dict(zip(header, cells, strict=False))
+    if {"value", "previous", "change"} <= row.keys():
+        where = row.get("dimensions") or row.get("period") or ""
+        return (
+            f"• {_esc(where)}: *{_esc(row['value'])}* (previous {_esc(row['previous'])}, "
+            f"change {_esc(row['change'])})"
+        )
+    return "• " + " · ".join(_esc(c) for c in cells if c)
+
+
+def _hidden_rows(cells: list[str]) -> int:
+    match = re.search(r"(\d+) more rows", " ".join(cells))
+    return int(match.group(1)) if match else 1
+
+
+# --- one message ---------------------------------------------------------------------------------
+
+
+def _render(payloads: list[dict[str, Any]], *, decision: dict[str, Any] | None) -> Message:
+    first = payloads[0] if payloads else {}
+    name, period = str(first.get("metric_name") or first.get("metric_key") or "metric"), _period(first)
+    stage = str(first.get("stage") or "approval")
+    reminder = first.get("kind") == REMINDER
+    if decision is not None:
+        mark = decision_line(decision).split(" ", 1)[0]
+        header = f"{mark} {stage}: {name} — {period}"
+    else:
+        header = f"{'⏰ Reminder: approve' if reminder else '🟡 Approve'} {name} — {period}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(header, 150), "emoji": True}}
+    ]
+    if decision is not None:
+        blocks.append(_section(decision_line(decision)))
+    blocks.append(_section(_summary(payloads, decided=decision is not None, reminder=reminder)))
+    for part in _split(evidence_mrkdwn(str(first.get("evidence") or ""))):
+        blocks.append(_section(part))
+    context = _context(first)
+    if context:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context, _SECTION)}]})
+    actions = _actions(first, buttons=decision is None)
+    if actions:
+        blocks.append({"type": "actions", "block_id": "metrics_center_approval", "elements": actions})
+    return Message(text=_cut(_fallback(first, decision, reminder=reminder), 3000), blocks=blocks)
+
+
+def _summary(payloads: list[dict[str, Any]], *, decided: bool, reminder: bool) -> str:
+    first = payloads[0] if payloads else {}
+    key, version = _esc(str(first.get("metric_key") or "")), first.get("version")
+    stage, number, stages = (
+        _esc(str(first.get("stage") or "")),
+        first.get("stage_number"),
+        first.get("stages"),
+    )
+    where = f" ({number} of {stages})" if number and stages and stages > 1 else ""
+    head = (
+        f"*{_esc(str(first.get('metric_name') or key))}* (`{key}`{f' v{version}' if version else ''})"
+        f" · stage *{stage}*{where} · period *{_esc(_period(first))}*"
+    )
+    if decided:
+        return head
+    people = [str(p.get("person_name") or p.get("person") or "") for p in payloads]
+    direct = len(payloads) == 1 and payloads[0].get("slack_user_id")
+    if direct:
+        who = f"{_esc(people[0])}, your answer is needed."
+    else:
+        who = f"Asked: {_esc(', '.join(p for p in people if p))} (no Slack user id in _teams.yaml: posted here)."
+    others = [n for n in first.get("approvers") or [] if n not in people]
+    if others:
+        who += f" Any one of {_esc(', '.join([*people, *others]))} may answer."
+    deadline = ""
+    if first.get("timeout_at"):
+        after = {"reject": "it is rejected", "approve": "it is approved", "fail": "the run fails"}.get(
+            str(first.get("on_timeout")), "it times out"
+        )
+        deadline = f"\n{'Still waiting: ' if reminder else ''}answer by *{_when(first['timeout_at'])}*; after that {after}."
+    return f"{head}\n{who}{deadline}"
+
+
+def _context(p: Mapping[str, Any]) -> str:
+    parts = []
+    if p.get("version"):
+        note = f": {_esc(_cut(str(p['change_note']), 300))}" if p.get("change_note") else ""
+        parts.append(f"Definition v{p['version']}{note}")
+    if p.get("owner_name"):
+        parts.append(f"owner {_esc(str(p['owner_name']))}")
+    parts.append(f"run `{_esc(str(p.get('run_id') or ''))}`, try {p.get('try_number')}")
+    return " · ".join(parts)
+
+
+def _actions(p: Mapping[str, Any], *, buttons: bool) -> list[dict[str, Any]]:
+    elements: list[dict[str, Any]] = []
+    if buttons:
+        try:
+            value = ActionRef(
+                dag_id=str(p["dag_id"]),
+                run_id=str(p["run_id"]),
+                task_id=str(p["task_id"]),
+                try_number=int(p["try_number"]),
+            ).encode()
+        except (KeyError, TypeError, ValueError):
+            value = None
+        if value is not None:
+            elements += [
+                _button("Approve", APPROVE_ACTION, value=value, style="primary"),
+                _button("Reject…", REJECT_ACTION, value=value, style="danger"),
+            ]
+    if p.get("page_url"):
+        elements.append(_button("Metrics Center", "metrics_center_page", url=str(p["page_url"])))
+    if p.get("actions_url"):
+        elements.append(
+            _button("Airflow Required Actions", "metrics_center_required_actions", url=str(p["actions_url"]))
+        )
+    return elements
+
+
+def _button(
+    text: str, action_id: str, *, value: str | None = None, url: str | None = None, style: str | None = None
+) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+    }
+    if value is not None:
+        button["value"] = value
+    if url is not None:
+        button["url"] = url
+    if style is not None:
+        button["style"] = style
+    return button
+
+
+def _fallback(p: Mapping[str, Any], decision: dict[str, Any] | None, *, reminder: bool) -> str:
+    name = f"{p.get('metric_name') or p.get('metric_key')} ({p.get('metric_key')})"
+    what = f"{name} {_period(p)}, stage {p.get('stage')}"
+    if decision is not None:
+        return f"{_plain(decision_line(decision))} — {what}"
+    first = next((line for line in evidence_mrkdwn(str(p.get("evidence") or ""))[1:] if line), "")
+    ask = "Reminder: approval still needed" if reminder else "Approval needed"
+    return f"{ask}: {what}. {_plain(first)}"
+
+
+def _split(lines: list[str]) -> list[str]:
+    """Lines packed into sections of at most ~2,900 characters, at most ``_EVIDENCE_SECTIONS`` of them."""
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        line = _cut(line, _SECTION - 100)
+        if current and size + len(line) + 1 > _SECTION - 100:
+            parts.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current and any(current):
+        parts.append("\n".join(current))
+    if len(parts) > _EVIDENCE_SECTIONS:
+        parts = [
+            *parts[: _EVIDENCE_SECTIONS - 1],
+            "_… the rest of the evidence is on the Metrics Center page_",
+        ]
+    return [p for p in parts if p.strip()]
+
+
+def _period(p: Mapping[str, Any]) -> str:
+    return str(p.get("period") or p.get("run_id") or "")
+
+
+def _when(value: Any) -> str:
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _plain(mrkdwn: str) -> str:
+    return (
+        mrkdwn.replace("*", "")
+        .replace("`", "")
+        .replace("• ", "")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+    )
