@@ -46,6 +46,7 @@ def test_the_demo_shows_the_planted_anomaly_and_settlement_gap(mart, demo_data):
     assert [(a.kind, a.address, a.state) for a in alerts] == [
         ("anomaly", "#sales-metrics", "pending"),
         ("reconciliation", "#sales-metrics", "pending"),
+        ("approval_request", "U0BOB0001", "pending"),  # bob is asked by DM (his Slack id in _teams.yaml)
     ]
     mismatch = json.loads(alerts[1].payload)
     outside = [r["dimensions"]["region"] for r in mismatch["rows"] if not r["within"]]
