@@ -50,6 +50,7 @@ benchmark: venv
 	$(PY) benchmarks/quality_check.py
 	$(PY) benchmarks/outbox.py
 	$(PY) benchmarks/slack_ack.py
+	$(PY) benchmarks/approvals.py
 
 clean:
 	rm -rf .airflow demo_data

@@ -271,3 +271,19 @@ def test_the_audit_lists_every_event_newest_first_filtered_and_paginated(client,
     assert page.status_code == 200
     assert page.text.count('class="decision-refused_attempt"') == 20
     assert "mallory is not an approver" in page.text
+
+
+@pytest.mark.parametrize("mart", ["postgres", "sqlite"], indirect=True)
+def test_one_page_of_cards_reads_histories_in_one_go_exactly_as_one_by_one(published):
+    """My approvals builds a page of cards with ``histories``: the same rows ``history`` gives per card."""
+    from datetime import timedelta
+
+    from metrics_center.web import queries
+
+    cutoffs = [HISTORY_END, HISTORY_END - timedelta(days=3), None, HISTORY_FIRST]
+    batched = queries.histories(published, "gmv_daily", periods=4, befores=cutoffs)
+    for before in cutoffs:
+        one = queries.history(published, "gmv_daily", periods=4, before=before)
+        assert batched[before] == one, before
+    assert len({r["period_start"] for r in batched[HISTORY_END]}) == 4
+    assert batched[HISTORY_FIRST] == []

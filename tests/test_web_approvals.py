@@ -70,6 +70,9 @@ def test_people_answer_through_the_api_and_the_page_while_the_run_waits(mart, de
         url = f"{PREFIX}/api/approvals/gmv_daily/{quote(run_id, safe='')}/approve_sales_review"
         seen["bob's list"] = client.get(PREFIX + "/api/approvals", headers=bearer(client, "bob")).json()
         seen["carol's list"] = client.get(PREFIX + "/api/approvals", headers=bearer(client, "carol")).json()
+        seen["bob's page 2"] = client.get(
+            PREFIX + "/api/approvals", params={"per_page": 1, "page": 2}, headers=bearer(client, "bob")
+        ).json()
         for who, body in (
             ("mallory", {"option": "Approve"}),
             ("carol", {"option": "Approve"}),
@@ -104,6 +107,9 @@ def test_people_answer_through_the_api_and_the_page_while_the_run_waits(mart, de
 
     mine = seen["bob's list"]
     assert (mine["user"], mine["person"], len(mine["approvals"])) == ("bob", "bob", 1)
+    assert (mine["total"], mine["page"], mine["by_metric"]) == (1, 1, {"gmv_daily": 1})
+    second = seen["bob's page 2"]
+    assert (second["total"], second["page"], second["per_page"], second["approvals"]) == (1, 2, 1, [])
     waiting = mine["approvals"][0]
     assert (waiting["stage"], waiting["period"], waiting["approvers"]) == (
         "sales review",

@@ -152,24 +152,28 @@ def airflow_user_for(person: str, teams: Teams) -> Any:
     return manager.deserialize_user({"sub": user_id})
 
 
-def waiting_for(*, person: str | None, teams: Teams, session: Session) -> list[Waiting]:
+def waiting_for(
+    *, person: str | None, teams: Teams, session: Session, with_bodies: bool = True
+) -> list[Waiting]:
     """Stages waiting for ``person`` (every waiting stage when None), newest first.
 
     Reads the stored ``assignees`` column: ``HITLDetail.assigned_users`` is a Python property that
-    must not appear in SQL (it makes the api-server spin).
+    must not appear in SQL (it makes the api-server spin). ``with_bodies=False`` leaves each ``body``
+    empty (hundreds of evidence texts are megabytes): :func:`with_bodies` fills in a page of them.
     """
     import sqlalchemy as sa
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
 
     user_id = teams.airflow_user(person) if person and person in teams.people else person
+    body = HITLDetail.body if with_bodies else sa.null().label("body")
     rows = session.execute(
         sa.select(
             TaskInstance.dag_id,
             TaskInstance.run_id,
             TaskInstance.task_id,
             HITLDetail.subject,
-            HITLDetail.body,
+            body,
             HITLDetail.created_at,
             HITLDetail.assignees,
         )
@@ -194,6 +198,29 @@ def waiting_for(*, person: str | None, teams: Teams, session: Session) -> list[W
                 )
             )
     return found
+
+
+def with_bodies(waiting: list[Waiting], *, session: Session) -> list[Waiting]:
+    """The same stages with their evidence texts, read in one query."""
+    import dataclasses
+
+    import sqlalchemy as sa
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+
+    if not waiting:
+        return []
+    keys = [(w.dag_id, w.run_id, w.task_id) for w in waiting]
+    rows = session.execute(
+        sa.select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, HITLDetail.body)
+        .join(HITLDetail, HITLDetail.ti_id == TaskInstance.id)
+        .where(
+            sa.tuple_(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id).in_(keys),
+            TaskInstance.map_index == -1,
+        )
+    ).all()
+    bodies = {(r.dag_id, r.run_id, r.task_id): r.body or "" for r in rows}
+    return [dataclasses.replace(w, body=bodies.get((w.dag_id, w.run_id, w.task_id), "")) for w in waiting]
 
 
 @dataclass(frozen=True)

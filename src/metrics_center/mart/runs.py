@@ -161,6 +161,19 @@ def get_run(engine: Engine, *, metric_key: str, run_id: str) -> RunRecord | None
     return RunRecord(**row._asdict()) if row is not None else None
 
 
+def get_runs(engine: Engine, *, keys: list[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
+    """Several runs in one query, by ``(metric_key, run_id)``."""
+    if not keys:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(*(metric_run.c[f] for f in RunRecord.__dataclass_fields__)).where(
+                sa.tuple_(metric_run.c.metric_key, metric_run.c.run_id).in_(keys)
+            )
+        ).all()
+    return {(r.metric_key, r.run_id): RunRecord(**r._asdict()) for r in rows}
+
+
 def _set(conn: Connection, metric_key: str, run_id: str, **values: object) -> bool:
     result = conn.execute(
         sa.update(metric_run)

@@ -42,14 +42,24 @@ class AnswerBody(BaseModel):
 
 
 @router.get("/approvals")
-def my_approvals(ctx: ContextDep) -> dict[str, Any]:
-    """The stages waiting for the logged-in person, newest first."""
-    cards = approvals_view.waiting_cards(viewer=ctx.viewer, catalog=ctx.catalog, engine=ctx.engine)
+def my_approvals(
+    ctx: ContextDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=approvals_view.MAX_PAGE_SIZE)] = approvals_view.PAGE_SIZE,
+) -> dict[str, Any]:
+    """The stages waiting for the logged-in person, newest first, a page at a time."""
+    found = approvals_view.waiting_cards(
+        viewer=ctx.viewer, catalog=ctx.catalog, engine=ctx.engine, page=page, per_page=per_page
+    )
     return jsonable_encoder(
         {
             "user": ctx.viewer.user_id,
             "person": ctx.viewer.person,
-            "approvals": [c.as_json() for c in cards],
+            "total": found.total,
+            "page": found.page,
+            "per_page": found.per_page,
+            "by_metric": found.by_metric,
+            "approvals": [c.as_json() for c in found.cards],
         }
     )
 

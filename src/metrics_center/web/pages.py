@@ -49,13 +49,14 @@ def _q(value: Any) -> str:
 
 
 @router.get("/", response_class=HTMLResponse)
-def my_approvals(request: Request, ctx: ContextDep) -> HTMLResponse:
-    cards = approvals_view.waiting_cards(viewer=ctx.viewer, catalog=ctx.catalog, engine=ctx.engine)
+def my_approvals(request: Request, ctx: ContextDep, page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+    found = approvals_view.waiting_cards(viewer=ctx.viewer, catalog=ctx.catalog, engine=ctx.engine, page=page)
     response = _html(
         ctx,
         "approvals.html",
         section="approvals",
-        cards=cards,
+        cards=found.cards,
+        found=found,
         flash=_read_flash(request),
         waited=approvals_view.waited,
     )

@@ -88,6 +88,40 @@ def history(engine: Engine, key: str, *, periods: int, before: date | None = Non
     return [{**r, "dimensions": as_mapping(r["dimensions"])} for r in _rows(engine, query)]
 
 
+def histories(
+    engine: Engine, key: str, *, periods: int, befores: Sequence[date | None]
+) -> dict[date | None, list[Row]]:
+    """:func:`history` for several cut-offs of one metric in two queries (one page of approval cards)."""
+    v = metric_value_current
+    cut = [b for b in befores if b is not None]
+    starts = sa.select(v.c.period_start).where(v.c.metric_key == key).distinct()
+    if cut and None not in befores:
+        starts = starts.where(v.c.period_start < max(cut))
+    with engine.connect() as conn:
+        known = sorted(_as_date(d) for d in conn.execute(starts).scalars())
+    wanted: dict[date | None, list[date]] = {}
+    for before in dict.fromkeys(befores):
+        older = [d for d in known if before is None or d < before]
+        wanted[before] = older[-periods:] if periods else []
+    needed = sorted({d for days in wanted.values() for d in days})
+    if not needed:
+        return {before: [] for before in wanted}
+    query = (
+        sa.select(v.c.period_start, v.c.dimensions, v.c.value)
+        .where(v.c.metric_key == key, v.c.period_start.in_(needed))
+        .order_by(v.c.period_start)
+    )
+    rows = [
+        {**r, "period_start": _as_date(r["period_start"]), "dimensions": as_mapping(r["dimensions"])}
+        for r in _rows(engine, query)
+    ]
+    found = {}
+    for before, days in wanted.items():
+        first, last = (days[0], days[-1]) if days else (None, None)
+        found[before] = [r for r in rows if first is not None and first <= r["period_start"] <= last]
+    return found
+
+
 def latest_values(engine: Engine, key: str) -> list[Row]:
     """The newest published period's current values, with who approved them."""
     v = metric_value_current
@@ -124,6 +158,21 @@ def run_anomalies(engine: Engine, key: str, run_id: str) -> list[Row]:
     rows = _rows(engine, sa.select(*_anomaly_columns()).where(a.c.metric_key == key, a.c.run_id == run_id))
     rows = [{**r, "dimensions": as_mapping(r["dimensions"])} for r in rows]
     return sorted(rows, key=lambda r: -abs(r["score"] or 0.0))
+
+
+def runs_anomalies(engine: Engine, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
+    """:func:`run_anomalies` of several ``(metric_key, run_id)`` in one query."""
+    a = anomaly
+    found: dict[tuple[str, str], list[Row]] = {k: [] for k in keys}
+    if not keys:
+        return found
+    query = sa.select(a.c.metric_key, *_anomaly_columns()).where(
+        sa.tuple_(a.c.metric_key, a.c.run_id).in_(list(keys))
+    )
+    for r in _rows(engine, query):
+        row = {k: val for k, val in r.items() if k != "metric_key"}
+        found[(r["metric_key"], r["run_id"])].append({**row, "dimensions": as_mapping(row["dimensions"])})
+    return {k: sorted(rows, key=lambda r: -abs(r["score"] or 0.0)) for k, rows in found.items()}
 
 
 def open_anomalies(engine: Engine, key: str, *, limit: int = 20) -> list[Row]:
