@@ -246,7 +246,16 @@ def _registered(url: str | None, *, key: str) -> list[Registered]:
             f"cannot open the mart ({exc}); pass --url or set METRICS_CENTER_MART_URL"
         ) from None
     where = engine.url.render_as_string(hide_password=True)
-    query = sa.select(t).where(t.c.metric_key == key).order_by(t.c.version)
+    # Only the columns used here: history works on marts before and after later migrations.
+    columns = (
+        t.c.version,
+        t.c.definition_hash,
+        t.c.definition,
+        t.c.change_note,
+        t.c.valid_from,
+        t.c.valid_to,
+    )
+    query = sa.select(*columns).where(t.c.metric_key == key).order_by(t.c.version)
     try:
         with engine.connect() as conn:
             rows = conn.execute(query).all()
