@@ -106,7 +106,8 @@ DEMO_KEYS = sorted(p.stem for p in DEMO_METRICS.glob("*.yaml") if not p.name.sta
 #: task id → its downstream task ids, written out by hand from the demo YAML files.
 EXPECTED_GRAPHS = {
     "gmv_daily": {
-        "register_definition": ["extract_orders", "extract_refunds", "extract_settlements"],
+        "register_definition": ["extract_orders", "extract_refunds", "extract_settlements", "impact_preview"],
+        "impact_preview": ["approve_sales_review"],  # the first approver sees a breaking version's impact
         "extract_orders": ["transform"],
         "extract_refunds": ["transform"],
         "extract_settlements": ["transform"],
@@ -117,7 +118,8 @@ EXPECTED_GRAPHS = {
         "publish": [],
     },
     "lead_conversion_rate": {
-        "register_definition": ["extract_leads", "extract_orders"],
+        "register_definition": ["extract_leads", "extract_orders", "impact_preview"],
+        "impact_preview": ["approve"],
         "extract_leads": ["transform"],
         "extract_orders": ["transform"],
         "transform": ["quality_check"],
@@ -125,14 +127,34 @@ EXPECTED_GRAPHS = {
         "approve": ["publish"],
         "publish": [],
     },
+    "refund_rate_daily": {
+        "register_definition": ["extract_gmv", "extract_refunds", "impact_preview"],
+        "impact_preview": ["approve"],
+        "extract_gmv": ["transform"],  # metric sources: the published gmv_daily and refunds_daily
+        "extract_refunds": ["transform"],
+        "transform": ["quality_check"],
+        "quality_check": ["approve"],
+        "approve": ["publish"],
+        "publish": [],
+    },
     "refund_rate_weekly": {
-        "register_definition": ["extract_orders", "extract_refunds"],
+        "register_definition": ["extract_orders", "extract_refunds", "impact_preview"],
+        "impact_preview": ["approve_finance_review"],
         "extract_orders": ["transform"],
         "extract_refunds": ["transform"],
         "transform": ["quality_check"],
         "quality_check": ["approve_finance_review"],
         "approve_finance_review": ["approve_data_team_sign_off"],
         "approve_data_team_sign_off": ["publish"],
+        "publish": [],
+    },
+    "refunds_daily": {
+        "register_definition": ["extract_refunds", "impact_preview"],
+        "impact_preview": ["approve"],
+        "extract_refunds": ["transform"],
+        "transform": ["quality_check"],
+        "quality_check": ["approve"],
+        "approve": ["publish"],
         "publish": [],
     },
 }
@@ -206,7 +228,7 @@ def test_tags_and_docs_tell_what_the_metric_is(demo, key):
     assert definition["description"] in doc
     for name, source in definition["sources"].items():
         assert f"`{name}`" in doc
-        assert (source.get("path") or source["sql"]) in doc
+        assert (source.get("path") or source.get("sql") or source["metric"]) in doc
     for stage in definition["approval"]["stages"]:
         # Each stage is listed with its approvers on one line.
         assert any(
@@ -214,7 +236,9 @@ def test_tags_and_docs_tell_what_the_metric_is(demo, key):
             for line in doc.splitlines()
         ), stage
     assert dag["description"].startswith(definition["name"])
-    assert dag["timetable"] == "CronTriggerTimetable"
+    # Built on other metrics (schedule: inputs): Airflow's data-aware scheduling on their Assets.
+    on_inputs = definition["schedule"] == "inputs"
+    assert dag["timetable"] == ("AssetTriggeredTimetable" if on_inputs else "CronTriggerTimetable")
 
 
 # --- a broken file beside them ------------------------------------------------------------------

@@ -140,4 +140,4 @@ def test_postgres_objects_are_commented_for_bi_users(postgres_mart_url, mart):
             .all()
         )
     assert missing == []
-    assert sorted(views) == ["metric_dictionary", "metric_value_current"]
+    assert sorted(views) == ["metric_dictionary", "metric_value_current", "metric_value_history"]

@@ -217,10 +217,10 @@ def _start(mart, run_id: str, day: date, active: set[str]):
         definition_version=1,
         definition_hash="h1",
         timezone="UTC",
-        period=period_containing(day, grain="day"),
+        periods=[period_containing(day, grain="day")],
         restatement=False,
         is_active=lambda other: other in active,
-    )
+    )[0]
 
 
 def test_two_runs_of_one_period_are_refused_other_periods_proceed(mart):

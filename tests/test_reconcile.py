@@ -129,7 +129,7 @@ def _gate(mart, spec, summary):
         definition_version=1,
         definition_hash="h1",
         timezone="UTC",
-        period=period_containing(datetime(2026, 11, 26).date(), grain="day"),
+        periods=[period_containing(datetime(2026, 11, 26).date(), grain="day")],
         restatement=False,
         is_active=lambda _: False,
     )

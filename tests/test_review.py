@@ -19,6 +19,9 @@ from metrics_center.cli import main
 from metrics_center.definition import load_definition
 from metrics_center.loader import parse_spec
 
+#: The demo's metric files (the repo made in each test starts as a copy of them).
+N_DEMO = len([p for p in (Path(__file__).resolve().parents[1] / "include" / "metrics").glob("[!_]*.yaml")])
+
 INCLUDE = Path(__file__).resolve().parents[1] / "include"
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"]
 #: ``path:line: key: what — fix`` (as in test_validate_cli.py).
@@ -93,7 +96,7 @@ def test_reformatting_and_comments_change_nothing(repo, capsys):
     assert load_definition(parse_spec(path), sql_root=repo.sql).meaning_hash == before
     code, out, err = validate(capsys, repo)
     assert (code, err) == (0, "")
-    assert "against HEAD: 0 changed, 0 new, 0 removed, 3 unchanged" in out
+    assert f"against HEAD: 0 changed, 0 new, 0 removed, {N_DEMO} unchanged" in out
 
 
 def test_sql_change_without_a_version_bump_is_an_error_at_the_version_line(repo, capsys):
@@ -107,7 +110,7 @@ def test_sql_change_without_a_version_bump_is_an_error_at_the_version_line(repo,
     assert "meaning changed since HEAD (sql metrics/gmv_daily.sql) but version 1 is reused" in problem["what"]
     assert problem["fix"] == "set version: 2 and say what changed in change_note"
     assert "gmv_daily v1 (same version): breaking: sql metrics/gmv_daily.sql: changed" in out
-    assert err.splitlines()[-1] == "1 problem(s) in 3 metric file(s)"
+    assert err.splitlines()[-1] == f"1 problem(s) in {N_DEMO} metric file(s)"
 
 
 def test_a_committed_change_counts_against_an_older_ref(repo, capsys):
@@ -123,7 +126,7 @@ def test_a_committed_change_counts_against_an_older_ref(repo, capsys):
         "lead_conversion_rate.yaml",
         "refund_rate_weekly.yaml",
     ]
-    assert "against HEAD~1: 3 changed, 0 new, 0 removed, 0 unchanged" in out
+    assert f"against HEAD~1: 3 changed, 0 new, 0 removed, {N_DEMO - 3} unchanged" in out
 
 
 def test_description_change_needs_a_version_but_is_not_breaking(repo, capsys):
@@ -196,7 +199,7 @@ def test_bumped_version_with_a_new_note_passes_and_is_breaking(repo, capsys):
     code, out, err = validate(capsys, repo)
     assert (code, err) == (0, "")
     assert "gmv_daily v1 → v2: breaking: sql metrics/gmv_daily.sql: changed" in out
-    assert out.splitlines()[-1] == "ok: 3 metric file(s) valid"
+    assert out.splitlines()[-1] == f"ok: {N_DEMO} metric file(s) valid"
 
 
 def test_breaking_true_forces_breaking(repo, capsys):
@@ -219,7 +222,7 @@ def test_new_and_removed_metrics_are_fine_and_listed(repo, capsys):
     (repo.metrics / "lead_conversion_rate.yaml").unlink()
     code, out, err = validate(capsys, repo)
     assert (code, err) == (0, "")
-    assert "against HEAD: 0 changed, 1 new, 1 removed, 2 unchanged" in out
+    assert f"against HEAD: 0 changed, 1 new, 1 removed, {N_DEMO - 1} unchanged" in out
     assert "  gmv_net v1: new metric" in out
     assert "  lead_conversion_rate: removed (was v1)" in out
 

@@ -17,12 +17,13 @@ import pytest
 from metrics_center.errors import SpecError
 from metrics_center.loader import TEAMS_FILE, load_catalog, load_metric, load_teams
 from metrics_center.rule_checks import known_expectations
-from metrics_center.spec import FileSource, SqlSource
+from metrics_center.spec import FileSource, MetricSource, SqlSource
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().with_name("fixtures")
 DEMO_METRICS = REPO / "include" / "metrics"
 DEMO_SQL = REPO / "include" / "sql"
+DEMO_KEYS = ["gmv_daily", "lead_conversion_rate", "refund_rate_daily", "refund_rate_weekly", "refunds_daily"]
 VALID = FIXTURES / "valid"
 BROKEN = FIXTURES / "broken"
 
@@ -61,9 +62,12 @@ def test_each_demo_metric_loads_alone(path: Path):
     for source in spec.sources.values():
         if isinstance(source, SqlSource):
             assert (DEMO_SQL / source.sql).is_file()
+        elif isinstance(source, MetricSource):
+            assert (DEMO_METRICS / f"{source.metric}.yaml").is_file()
         else:
             assert source.resolved_format() in ("csv", "parquet", "excel")
-    assert spec.approvers <= set(teams.people)
+    assert spec.approvers <= set(teams.people) | set(teams.departments)
+    assert set(teams.resolve(sorted(spec.approvers))) <= set(teams.people)
 
 
 def test_issue_example_is_accepted_as_written():
@@ -133,7 +137,7 @@ BROKEN_CASES: dict[str, list[Expected]] = {
         Expected(
             "sources.refunds",
             "  refunds:",
-            r"either `conn_id` \+ `sql` or `path`",
+            r"either `conn_id` \+ `sql`, `path` or `metric`",
             r"`path:`.*`conn_id:` and `sql:`",
         )
     ],
@@ -257,7 +261,7 @@ def test_one_broken_file_among_the_demo_metrics(tmp_path: Path):
     broken = metrics / "bad_timeout.yaml"
     broken.write_bytes((BROKEN / "metrics" / "bad_timeout.yaml").read_bytes())
     catalog = load_catalog(metrics, sql_root=DEMO_SQL)
-    assert sorted(catalog.metrics) == ["gmv_daily", "lead_conversion_rate", "refund_rate_weekly"]
+    assert sorted(catalog.metrics) == DEMO_KEYS
     assert list(catalog.problems) == [broken]
     assert [p.key for p in catalog.problems[broken]] == ["approval.timeout"]
 

@@ -31,15 +31,30 @@ def _validate(args: argparse.Namespace) -> int:
         if target.is_dir():
             metrics_dir, only = target, None
         else:
-            metrics_dir, only = target.parent, [target]
+            metrics_dir, only = target.parent, [target.resolve()]
         sql_root = Path(args.sql_root) if args.sql_root else metrics_dir.parent / "sql"
         # A CLI may import Great Expectations (DAG parsing may not): build every rule through GX's model.
-        catalog = load_catalog(metrics_dir, sql_root=sql_root, only=only, check_with_gx=True)
-        checked += len(catalog.metrics) + sum(1 for p in catalog.problems if not p.name.startswith("_"))
-        for file_problems in catalog.problems.values():
+        # The whole folder is loaded even for one file: metric sources are checked against the others.
+        catalog = load_catalog(metrics_dir, sql_root=sql_root, check_with_gx=True)
+        reported = {
+            path: file_problems
+            for path, file_problems in catalog.problems.items()
+            if only is None or path.resolve() in only or path.name.startswith("_")
+        }
+        if only is None:
+            checked += len(catalog.metrics) + sum(1 for p in reported if not p.name.startswith("_"))
+        else:
+            checked += len(only)
+        for file_problems in reported.values():
             for problem in file_problems:
                 print(problem, file=sys.stderr)
                 problems += 1
+        if args.against:
+            from metrics_center.cli_review import print_review
+
+            problems += print_review(
+                ref=args.against, metrics_dir=metrics_dir, sql_root=sql_root, catalog=catalog, only=only
+            )
     if problems:
         print(f"{problems} problem(s) in {checked} metric file(s)", file=sys.stderr)
         return 1
@@ -184,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
         "paths", nargs="*", help="metric files or folders (default: $METRICS_CENTER_HOME/metrics)"
     )
     validate.add_argument("--sql-root", help="folder of SQL files (default: <metrics folder>/../sql)")
+    validate.add_argument(
+        "--against",
+        metavar="REF",
+        help="also review changes against a git ref (e.g. origin/main): a meaning change needs a version bump "
+        "and a new change_note; versions only go up",
+    )
     validate.set_defaults(func=_validate)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of metric (or teams) files")
@@ -251,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--days", type=int, default=75, help="how far back to start")
     history.add_argument("--url", help="mart SQLAlchemy URL (default: connection metrics_mart / SQLite)")
     history.set_defaults(func=_demo_history)
+    from metrics_center import cli_changes, cli_review
+
+    cli_review.add_commands(sub)
+    cli_changes.add_commands(sub)
     return parser
 
 

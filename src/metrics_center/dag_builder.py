@@ -12,11 +12,12 @@ import re
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
 from metrics_center.definition import effective_timezone, render_doc
 from metrics_center.errors import SpecProblem
+from metrics_center.lineage import asset_uri, metric_inputs
 from metrics_center.loader import TEAMS_FILE, load_catalog, metric_files
 from metrics_center.spec import IDENTIFIER, MetricSpec, Teams
 
@@ -29,10 +30,11 @@ BROKEN_TAG = "metric-definition-error"
 
 
 def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams | None = None) -> DAG:
-    from airflow.sdk import DAG, Asset, CronTriggerTimetable
+    from airflow.sdk import DAG, Asset, AssetAny, CronTriggerTimetable
 
     from metrics_center.operators import (
         ExtractOperator,
+        ImpactPreviewOperator,
         MetricApprovalOperator,
         PublishOperator,
         QualityCheckOperator,
@@ -42,7 +44,15 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
     )
 
     timezone = effective_timezone(spec)
-    schedule = CronTriggerTimetable(spec.schedule, timezone=timezone) if spec.schedule else None
+    schedule: Any = None
+    if spec.on_inputs:
+        # Airflow's data-aware scheduling: a run whenever any input publishes; its run computes the
+        # periods named in the events that every input has published (see run_periods).
+        schedule = AssetAny(
+            *(Asset(uri=asset_uri(k), name=k) for k in dict.fromkeys(metric_inputs(spec).values()))
+        )
+    elif spec.schedule:
+        schedule = CronTriggerTimetable(spec.schedule, timezone=timezone)
     with DAG(
         dag_id=spec.key,
         description=f"{spec.name} — {spec.description}"[:250],
@@ -55,8 +65,10 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         owner_links={},
         doc_md=render_doc(spec, path=path),
         default_args={"owner": spec.owner, "retries": 0},
+        params=restatement_params(spec),
     ) as dag:
         register = RegisterDefinitionOperator(task_id="register_definition", spec=spec)
+        preview = ImpactPreviewOperator(task_id="impact_preview", spec=spec, teams=teams)
         extracts = [
             ExtractOperator(task_id=f"extract_{name}", spec=spec, source_name=name) for name in spec.sources
         ]
@@ -70,12 +82,49 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
             task_id="publish",
             spec=spec,
             teams=teams,
-            outlets=[Asset(uri=f"metrics_mart://{spec.key}", name=spec.key)],
+            outlets=[Asset(uri=asset_uri(spec.key), name=spec.key)],
         )
         register >> extracts >> transform >> quality
+        register >> preview >> approvals[0]
         for upstream, downstream in pairwise([quality, *approvals, publish]):
             upstream >> downstream
     return dag
+
+
+def restatement_params(spec: MetricSpec) -> dict[str, Any]:
+    """The trigger form's fields: restate periods (a list, or a range), validated again by the run."""
+    from airflow.sdk import Param
+
+    unit = {"day": "day", "week": "ISO week", "month": "month"}[spec.grain]
+    return {
+        "from": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Restate from",
+            description=f"First day of a range to recompute under the current definition (each {unit} in it).",
+        ),
+        "to": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Restate to",
+            description="Last day of the range.",
+        ),
+        "periods": Param(
+            [],
+            type="array",
+            items={"type": "string", "format": "date"},
+            title="Restate periods",
+            description=f"Or: individual {unit}s to recompute, each named by any day in it.",
+        ),
+        "restate": Param(
+            False,
+            type="boolean",
+            title="Replace newer values",
+            description="Publish even over values computed from newer data (implied by the fields above).",
+        ),
+    }
 
 
 def placeholder_dag_id(path: Path) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from metrics_center import settings
-from metrics_center.spec import FileSource, MetricSpec
+from metrics_center.spec import FileSource, MetricSource, MetricSpec
 
 #: Fields whose change changes the numbers (or what they mean): a new version is required.
 #: Owners, schedule, quality rules, approvers, aggregation and subscribers are operational.
@@ -85,6 +85,8 @@ def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
     for name, source in spec.sources.items():
         if isinstance(source, FileSource):
             lines.append(f"- `{name}`: file `{source.path}`")
+        elif isinstance(source, MetricSource):
+            lines.append(f"- `{name}`: the published values of metric `{source.metric}`")
         else:
             lines.append(f"- `{name}`: `{source.sql}` on connection `{source.conn_id}`")
     lines += ["", f"**Transform**: `{spec.transform.sql}`", "", "**Approval**", ""]

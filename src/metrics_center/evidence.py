@@ -7,6 +7,7 @@ from typing import Any
 from metrics_center.dimensions import dimensions_key
 
 MAX_ROWS_SHOWN = 20
+MAX_PERIODS_SHOWN = 31
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -42,6 +43,8 @@ def approval_body(
     earlier_approvals: list[str],
     doc: str,
     restatement: bool = False,
+    by_period: list[dict[str, Any]] | None = None,
+    impact: dict[str, Any] | None = None,
 ) -> str:
     """Markdown for the HITL body (shown in the Airflow UI, Slack and the plugin page).
 
@@ -61,7 +64,30 @@ def approval_body(
             "\n⚠️ **Explicit restatement** (triggered with `restate`): approving replaces this period's values "
             "even if a newer run published them."
         )
-    if already_published:
+    if impact:
+        lines += ["", *impact_lines(impact, unit=unit)]
+    if by_period:
+        additive = total is not None
+        changed = sum(
+            1 for p in by_period if p["old_rows"] != p["new_rows"] or p["old_total"] != p["new_total"]
+        )
+        lines += [
+            "",
+            f"**{len(by_period)} periods in one decision** — {changed} differ from what is published; approving "
+            "publishes all of them (the old values stay in the history):",
+            "",
+            "| period | published rows | new rows | "
+            + ("published total | new total | change |" if additive else "|"),
+            "|---|---|---|" + ("---|---|---|" if additive else ""),
+        ]
+        for p in by_period[:MAX_PERIODS_SHOWN]:
+            row = f"| {p['period']} | {p['old_rows']} | {p['new_rows']} |"
+            if additive:
+                row += f" {_fmt(p['old_total'], unit)} | {_fmt(p['new_total'], unit)} | {_change(p['new_total'], p['old_total'])} |"
+            lines.append(row)
+        if len(by_period) > MAX_PERIODS_SHOWN:
+            lines.append(f"| … {len(by_period) - MAX_PERIODS_SHOWN} more periods | | |")
+    if already_published and not by_period:
         if total is not None:
             published_total = sum(v for v in already_published.values() if v is not None)
             what = f"total {_fmt(published_total, unit)}; this result {_change(total, published_total)}"
@@ -104,6 +130,31 @@ def approval_body(
         lines += ["", "**Earlier stages**: " + "; ".join(earlier_approvals)]
     lines += ["", "---", doc]
     return "\n".join(lines)
+
+
+def impact_lines(impact: dict[str, Any], *, unit: str) -> list[str]:
+    """The impact preview of a new breaking version, for its first approver."""
+    if impact.get("error"):
+        return [f"⚠️ **New breaking version: its impact preview failed** — {impact['error']}"]
+    head = (
+        f"⚠️ **New breaking version v{impact.get('to_version')}** (was v{impact.get('from_version')}): over the last "
+        f"{len(impact.get('periods') or [])} published periods, {impact.get('headline', '')}."
+    )
+    lines = [head]
+    largest = impact.get("largest") or []
+    if largest:
+        lines += [
+            "",
+            "| period | dimensions | published | new definition | change |",
+            "|---|---|---|---|---|",
+        ]
+        for row in largest:
+            dims = ", ".join(f"{k}={v}" for k, v in (row.get("dimensions") or {}).items()) or "(total)"
+            lines.append(
+                f"| {row['period']} | {dims} | {_fmt(row.get('old'), unit)} | {_fmt(row.get('new'), unit)} "
+                f"| {_change(row.get('new'), row.get('old'))} |"
+            )
+    return lines
 
 
 def anomaly_line(anomaly: dict[str, Any], *, unit: str) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from metrics_center.errors import SpecError, SpecProblem
 from metrics_center.rule_checks import quality_findings
-from metrics_center.spec import FileSource, MetricSpec, SqlSource, Teams
+from metrics_center.spec import FileSource, MetricSource, MetricSpec, SqlSource, Teams
 
 TEAMS_FILE = "_teams.yaml"
 DATA_ROOT_FIX = "give a path relative to METRICS_CENTER_DATA_ROOT"
@@ -32,7 +32,7 @@ _FIXES = {
     "int_parsing": "write a whole number",
     "greater_than_equal": "raise the number",
     "too_short": "add at least one entry",
-    "union_tag_invalid": "give either conn_id + sql or path",
+    "union_tag_invalid": "give either conn_id + sql, path, or metric",
 }
 
 
@@ -60,7 +60,7 @@ def _read_yaml(path: Path) -> tuple[str, Any]:
     return text, yaml.load(text, Loader=_Loader)
 
 
-def _line_of(text: str, loc: Sequence[str | int]) -> int | None:
+def line_of(text: str, loc: Sequence[str | int]) -> int | None:
     """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
     try:
         node = yaml.compose(text, Loader=_Loader)
@@ -83,6 +83,9 @@ def _line_of(text: str, loc: Sequence[str | int]) -> int | None:
     return line
 
 
+_SOURCE_KINDS = (SqlSource.__name__, FileSource.__name__, MetricSource.__name__)
+
+
 def _dotted(loc: Iterable[str | int]) -> str:
     out = ""
     for part in loc:
@@ -92,7 +95,7 @@ def _dotted(loc: Iterable[str | int]) -> str:
 
 def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     """Drop pydantic's union-member names (``SqlSource``, ``function-after[...]``) from a location."""
-    members = {SqlSource.__name__, FileSource.__name__}
+    members = {SqlSource.__name__, FileSource.__name__, MetricSource.__name__}
     return tuple(p for p in loc if not (isinstance(p, str) and (p in members or "[" in p)))
 
 
@@ -100,6 +103,8 @@ def _source_kind(source: Any) -> str | None:
     """Which kind of source the author meant, from the keys written (None: neither)."""
     if not isinstance(source, dict):
         return None
+    if "metric" in source:
+        return MetricSource.__name__
     if "path" in source:
         return FileSource.__name__
     if "conn_id" in source or "sql" in source:
@@ -110,7 +115,7 @@ def _source_kind(source: Any) -> str | None:
 def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     seen: set[tuple[str, str]] = set()
-    source_keys = set(SqlSource.model_fields) | set(FileSource.model_fields)
+    source_keys = set(SqlSource.model_fields) | set(FileSource.model_fields) | set(MetricSource.model_fields)
     for err in exc.errors(include_url=False):
         raw = tuple(err["loc"])
         loc = _clean_loc(raw)
@@ -126,7 +131,7 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
                 fix = "use a Great Expectations name such as expect_column_values_to_not_be_null"
             else:
                 message = f"{err['input']!r} is not a safe identifier"
-        if raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in (SqlSource.__name__, FileSource.__name__):
+        if raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in _SOURCE_KINDS:
             # A source is SqlSource | FileSource: report only the errors of the kind the author meant,
             # not e.g. "conn_id: extra" from the file branch when a SQL source just lacks `sql:`.
             sources = data.get("sources") if isinstance(data, dict) else None
@@ -134,8 +139,8 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
             if meant is not None and raw[2] != meant:
                 continue
             if meant is None and err["type"] == "missing":
-                loc, message = loc[:-1], "a source needs either `conn_id` + `sql` or `path`"
-                fix = "add `path:` for a file, or `conn_id:` and `sql:` for a database query"
+                loc, message = loc[:-1], "a source needs either `conn_id` + `sql`, `path` or `metric`"
+                fix = "add `path:` for a file, `conn_id:` and `sql:` for a database query, or `metric:` for another metric"
             elif meant is None and err["type"] == "extra_forbidden" and raw[-1] in source_keys:
                 continue
         dotted = _dotted(loc)
@@ -144,9 +149,7 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
         seen.add((dotted, message))
         if "; " in message and err["type"] == "value_error":
             message, fix = message.split("; ", 1)
-        problems.append(
-            SpecProblem(path=path, key=dotted, message=message, fix=fix, line=_line_of(text, loc))
-        )
+        problems.append(SpecProblem(path=path, key=dotted, message=message, fix=fix, line=line_of(text, loc)))
     return problems
 
 
@@ -174,7 +177,7 @@ def _parse(path: Path, model: type[BaseModel]) -> tuple[str, BaseModel | None, l
         problem = SpecProblem(
             path=path,
             key="",
-            line=_line_of(text, ()) or 1,
+            line=line_of(text, ()) or 1,
             message="is not a YAML mapping",
             fix="write key: value",
         )
@@ -183,6 +186,12 @@ def _parse(path: Path, model: type[BaseModel]) -> tuple[str, BaseModel | None, l
         return text, model.model_validate(data), []
     except ValidationError as exc:
         return text, None, _validation_problems(path, text, exc, data)
+
+
+def parse_spec(path: Path) -> MetricSpec | None:
+    """The file's spec if it passes the schema (no cross-file checks), else None."""
+    _, spec, problems = _parse(path, MetricSpec)
+    return spec if not problems and isinstance(spec, MetricSpec) else None
 
 
 def load_teams(path: Path) -> Teams:
@@ -257,7 +266,7 @@ def _cross_checks(
 
     def add(loc: tuple[str | int, ...], message: str, fix: str) -> None:
         problems.append(
-            SpecProblem(path=path, key=_dotted(loc), message=message, fix=fix, line=_line_of(text, loc))
+            SpecProblem(path=path, key=_dotted(loc), message=message, fix=fix, line=line_of(text, loc))
         )
 
     if path.stem != spec.key:
@@ -280,6 +289,12 @@ def _cross_checks(
                 add(("sources", name, "path"), *str(exc).split("; ", 1))
     for i, check in enumerate(spec.reconciliations):
         sql_files.append((("reconciliations", i, "sql"), check.sql))
+    if spec.on_inputs and not any(isinstance(s, MetricSource) for s in spec.sources.values()):
+        add(
+            ("schedule",),
+            "schedule: inputs runs the metric when a metric it reads publishes, but it reads no metric",
+            "add a source `{metric: <key>}`, or give a cron schedule",
+        )
     for loc, message, fix in _check_findings(spec):
         add(loc, message, fix)
     for loc, rel in sql_files:
@@ -402,4 +417,65 @@ def load_catalog(
             ]
             continue
         catalog.metrics[spec.key] = LoadedMetric(path=path, spec=spec)
+    if only is None:
+        _check_lineage(catalog, metrics_dir)
     return catalog
+
+
+def _check_lineage(catalog: Catalog, metrics_dir: Path) -> None:
+    """Metric sources name metrics that exist, with a grain that fits, and the graph has no cycle.
+
+    A metric whose input file exists but is broken keeps loading (its input shows its own errors); an
+    input nobody defines, a grain that does not fit and every metric on a cycle are errors.
+    """
+    from metrics_center.lineage import Lineage, grain_fits, metric_inputs
+
+    broken_keys = {p.stem for p in catalog.problems}
+    found: dict[str, list[SpecProblem]] = {}
+
+    def add(key: str, loc: tuple[str | int, ...], message: str, fix: str) -> None:
+        loaded = catalog.metrics[key]
+        text = loaded.path.read_text(encoding="utf-8")
+        found.setdefault(key, []).append(
+            SpecProblem(path=loaded.path, key=_dotted(loc), message=message, fix=fix, line=line_of(text, loc))
+        )
+
+    specs = [m.spec for m in catalog.metrics.values()]
+    for spec in specs:
+        for name, input_key in metric_inputs(spec).items():
+            loc = ("sources", name, "metric")
+            upstream = catalog.metrics.get(input_key)
+            if input_key == spec.key:
+                add(spec.key, loc, "a metric cannot read itself", "read another metric")
+            elif upstream is None and input_key not in broken_keys:
+                add(
+                    spec.key,
+                    loc,
+                    f"metric {input_key!r} is not defined in {metrics_dir}",
+                    f"add {input_key}.yaml or fix the key",
+                )
+            elif upstream is not None and not grain_fits(input_grain=upstream.spec.grain, grain=spec.grain):
+                add(
+                    spec.key,
+                    loc,
+                    f"{input_key} is a {upstream.spec.grain} metric; a {spec.grain} metric cannot read it "
+                    f"(its periods do not fit inside a {spec.grain})",
+                    "read a metric of the same or a finer grain (a day fits in a week or a month; a week does "
+                    "not fit in a month)",
+                )
+    for cycle in Lineage.of(specs).cycles():
+        if len(cycle) == 1:
+            continue  # reading itself, reported above
+        loop = " → ".join([*cycle, cycle[0]])
+        for key in cycle:
+            spec = catalog.metrics[key].spec
+            name = next(n for n, k in metric_inputs(spec).items() if k in cycle)
+            add(
+                key,
+                ("sources", name, "metric"),
+                f"metrics read each other in a cycle: {loop}",
+                "break the cycle: a metric cannot depend on itself through others",
+            )
+    for key, problems in found.items():
+        loaded = catalog.metrics.pop(key)
+        catalog.problems[loaded.path] = problems

@@ -39,51 +39,95 @@ class RegisterDefinitionOperator(_MetricTask):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from metrics_center.definition import load_definition
         from metrics_center.mart.definitions import register_definition
         from metrics_center.mart.engine import get_engine
         from metrics_center.mart.migrate import require_current
         from metrics_center.mart.runs import start_run
-        from metrics_center.runtime import run_period
+        from metrics_center.run_periods import choose_periods
+        from metrics_center.runtime import run_instant
+        from metrics_center.tasks.metric_input import readiness
 
         engine = get_engine()
         require_current(engine)
         definition = load_definition(self.spec)
         status = register_definition(
-            engine, spec=self.spec, definition=definition.document, definition_hash=definition.meaning_hash
+            engine,
+            spec=self.spec,
+            definition={**definition.document, "provenance": _provenance(self.spec)},
+            definition_hash=definition.meaning_hash,
         )
-        period = run_period(context, self.spec)
-        restatement = bool((context["dag_run"].conf or {}).get("restate", False))
+        dag_run = context["dag_run"]
+        chosen = choose_periods(
+            grain=self.spec.grain,
+            timezone=definition.timezone,
+            instant=run_instant(context),
+            conf=dag_run.conf,
+            events=list(getattr(dag_run, "consumed_asset_events", None) or []),
+            on_inputs=self.spec.on_inputs,
+            ready=readiness(engine, spec=self.spec),
+        )
+        deferred = ", ".join(p.label() for p in chosen.deferred)
+        if deferred:
+            self.log.info("left for a later run (an input has not published them yet): %s", deferred)
+        if not chosen.periods:
+            raise AirflowSkipException(
+                f"nothing to compute: the inputs' events name {deferred or 'no period'}, and an input has not "
+                "published those periods yet; the run its publish triggers computes them"
+            )
         ti = context["ti"]
-        start_run(
+        run, dropped = start_run(
             engine,
             metric_key=self.spec.key,
             run_id=context["run_id"],
             definition_version=self.spec.version,
             definition_hash=definition.meaning_hash,
             timezone=definition.timezone,
-            period=period,
-            restatement=restatement,
+            periods=list(chosen.periods),
+            restatement=chosen.restatement,
             is_active=lambda run_id: _run_is_active(ti, dag_id=self.dag_id, run_id=run_id),
+            drop_in_flight=chosen.reason == "inputs",
         )
+        if dropped:
+            self.log.info("already being computed by another run: %s", ", ".join(p.label() for p in dropped))
+        if run is None:
+            raise AirflowSkipException("every period named by the inputs' events is already being computed")
+        label = run.label(self.spec.grain)
         self.log.info(
-            "%s v%s: %s (%s); computing %s (%s)%s",
+            "%s v%s: %s (%s); computing %s (%s) — %s%s",
             self.spec.key,
             self.spec.version,
             status,
             definition.meaning_hash[:12],
-            period.label(),
+            label,
             definition.timezone,
-            " as an explicit restatement" if restatement else "",
+            chosen.reason,
+            " as an explicit restatement" if chosen.restatement else "",
         )
         return {
             "version": self.spec.version,
             "hash": definition.meaning_hash,
             "status": status,
-            "period": period.label(),
+            "period": label,
+            "periods": [p.start.isoformat() for p in run.period_list(self.spec.grain)],
             "timezone": definition.timezone,
-            "restatement": restatement,
+            "restatement": chosen.restatement,
+            "reason": chosen.reason,
         }
+
+
+def _provenance(spec: MetricSpec) -> dict[str, Any] | None:
+    """Who last changed the definition's files, when they live in a git checkout (for the broadcast)."""
+    from metrics_center import settings
+    from metrics_center.provenance import last_change
+
+    sql_dir = settings.sql_dir()
+    files = [settings.metrics_dir() / f"{spec.key}.yaml", sql_dir / spec.transform.sql]
+    files += [sql_dir / s.sql for s in spec.sources.values() if getattr(s, "sql", None)]
+    change = last_change(files)
+    return {**change.as_json(), "description": change.describe()} if change else None
 
 
 def _run_is_active(ti: Any, *, dag_id: str, run_id: str) -> bool:
@@ -110,9 +154,12 @@ class ExtractOperator(_MetricTask):
         self.source_name = source_name
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from metrics_center.mart.engine import get_engine
+        from metrics_center.tasks.computation import for_run
         from metrics_center.tasks.extract import extract_source
 
-        summary = extract_source(spec=self.spec, source_name=self.source_name, context=context)
+        computation = for_run(spec=self.spec, context=context, engine=get_engine())
+        summary = extract_source(spec=self.spec, source_name=self.source_name, computation=computation)
         self.log.info("staged %s rows of %s", summary["rows"], summary["origin"])
         return summary
 
@@ -125,11 +172,15 @@ class TransformOperator(_MetricTask):
     def execute(self, context: Context) -> dict[str, Any]:
         from metrics_center.mart.engine import get_engine
         from metrics_center.mart.runs import record_result
+        from metrics_center.tasks.computation import for_run
         from metrics_center.tasks.transform import transform
 
-        summary = transform(spec=self.spec, context=context)
+        engine = get_engine()
+        summary = transform(
+            spec=self.spec, computation=for_run(spec=self.spec, context=context, engine=engine)
+        )
         record_result(
-            get_engine(),
+            engine,
             metric_key=self.spec.key,
             run_id=context["run_id"],
             result_hash=summary["result_hash"],
@@ -154,6 +205,28 @@ class QualityCheckOperator(_MetricTask):
         return run_quality_gate(get_engine(), spec=self.spec, teams=self.teams, context=context)
 
 
+class ImpactPreviewOperator(_MetricTask):
+    """Announce a new definition version once, with its impact on recent numbers when it is breaking.
+
+    Cheap on every run but a version's first (see :mod:`metrics_center.tasks.impact_preview`); the first
+    approval stage waits for it, so its approvers see the preview.
+    """
+
+    ui_color = "#f3e8fd"
+
+    def __init__(self, *, teams: Teams | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.teams = teams
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from metrics_center.mart.engine import get_engine
+        from metrics_center.tasks.impact_preview import run_impact_preview
+
+        outcome = run_impact_preview(get_engine(), spec=self.spec, teams=self.teams, context=context)
+        self.log.info("%s", outcome)
+        return outcome
+
+
 class MetricApprovalOperator(ApprovalOperator):
     """One approval stage of a metric, on Airflow's native human-in-the-loop.
 
@@ -176,6 +249,8 @@ class MetricApprovalOperator(ApprovalOperator):
 
         approval = spec.approval
         defaults = {"reject": "Reject", "approve": "Approve", "fail": None}[approval.on_timeout]
+        # The DAG's own params (the restatement form) arrive merged here; the HITL form is ours alone.
+        kwargs.pop("params", None)
         people = teams.resolve(stage.approvers) if teams else list(stage.approvers)
         super().__init__(
             subject=f"Approve {spec.name} ({spec.key} v{spec.version}) — {stage.name}",
@@ -242,7 +317,6 @@ class MetricApprovalOperator(ApprovalOperator):
         from metrics_center.errors import MetricsCenterError
         from metrics_center.evidence import MAX_ROWS_SHOWN, approval_body
         from metrics_center.mart.audit import current_values, run_anomalies, run_quality_results
-        from metrics_center.periods import period_containing
         from metrics_center.tasks.transform import read_result
 
         table, digest = read_result(spec=self.spec, context=context)
@@ -250,7 +324,8 @@ class MetricApprovalOperator(ApprovalOperator):
             raise MetricsCenterError(
                 "the staged result differs from the one the transform recorded; clear the whole run"
             )
-        period = period_containing(run.period_start, grain=self.spec.grain)
+        periods = run.period_list(self.spec.grain)
+        period = periods[0]
         previous = period.previous()
         ti = context["ti"]
         sources = [ti.xcom_pull(task_ids=f"extract_{name}") or {} for name in self.spec.sources]
@@ -258,10 +333,15 @@ class MetricApprovalOperator(ApprovalOperator):
             {**row, "period_start": row["period_start"].isoformat()}
             for row in table.slice(0, MAX_ROWS_SHOWN).to_pylist()
         ]
+        impact = None
+        if self.stage == self.spec.approval.stages[0]:
+            from metrics_center.tasks.impact_preview import preview_for_approvers
+
+            impact = preview_for_approvers(engine, key=self.spec.key, version=run.definition_version)
         return approval_body(
             name=self.spec.name,
             unit=self.spec.unit,
-            period=f"{period.label()} ({self.spec.grain}, {run.timezone})",
+            period=f"{run.label(self.spec.grain)} ({self.spec.grain}, {run.timezone})",
             stage=self.stage.name,
             previous_period=previous.label(),
             rows=table.num_rows,
@@ -280,6 +360,10 @@ class MetricApprovalOperator(ApprovalOperator):
             ),
             doc=render_doc(self.spec, path=None),
             restatement=run.restatement,
+            by_period=_by_period(engine, spec=self.spec, table=table, periods=periods)
+            if len(periods) > 1
+            else None,
+            impact=impact,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
@@ -359,6 +443,32 @@ class PublishOperator(_MetricTask):
             "already_published": result.already_published,
             "superseded": result.superseded,
         }
+
+
+def _by_period(engine: Engine, *, spec: MetricSpec, table: Any, periods: list[Any]) -> list[dict[str, Any]]:
+    """Per period of a run of several: rows and total now vs what is published (a restatement's before/after)."""
+    from metrics_center.mart.values import current_values_table, period_totals
+
+    published = period_totals(
+        current_values_table(
+            engine,
+            metric_key=spec.key,
+            dimensions=list(spec.dimensions),
+            start=periods[0].start,
+            end=periods[-1].end,
+        )
+    )
+    new = period_totals(table)
+    return [
+        {
+            "period": period.label(),
+            "old_rows": published.get(period.start, (0, None))[0],
+            "new_rows": new.get(period.start, (0, None))[0],
+            "old_total": published.get(period.start, (0, None))[1],
+            "new_total": new.get(period.start, (0, None))[1],
+        }
+        for period in periods
+    ]
 
 
 def approve_task_id(spec: MetricSpec, stage: ApprovalStage) -> str:

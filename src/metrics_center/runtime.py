@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -48,14 +49,18 @@ def template_variables(context: Context, spec: MetricSpec) -> dict[str, str]:
 
 
 def render(template: str, *, context: Context, spec: MetricSpec, what: str = "template") -> str:
-    """Render a SQL file or a path in Jinja's sandbox with :func:`template_variables` only.
+    """Render a SQL file or a path in Jinja's sandbox with :func:`template_variables` only."""
+    return render_with(template, variables=template_variables(context, spec), what=what)
+
+
+def render_with(template: str, *, variables: Mapping[str, str], what: str = "template") -> str:
+    """Render in Jinja's sandbox with exactly ``variables``.
 
     Undefined variables raise, so a typo in a template fails the task instead of querying ``''``.
     """
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    variables = template_variables(context, spec)
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
     try:
         return env.from_string(template).render(**variables)

@@ -20,6 +20,8 @@ _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 Grain = Literal["day", "week", "month"]
+#: ``schedule: inputs``: run when any metric this one reads publishes.
+SCHEDULE_ON_INPUTS = "inputs"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -71,6 +73,20 @@ class FileSource(_Strict):
         raise ValueError(
             f"cannot tell the format of {self.path!r}; name it .csv/.parquet/.xlsx or set format:"
         )
+
+
+class MetricSource(_Strict):
+    """Another metric's current published values (原子指标 → 派生指标), read from the mart for the run's periods.
+
+    The table has ``period_start, period_end, <its dimensions…>, value, definition_version``: one row per
+    published value whose period starts inside the period being computed (a weekly metric reading a daily
+    one gets the week's seven days).
+    """
+
+    metric: Identifier = Field(description="Key of the metric to read (its current published values).")
+
+
+Source = SqlSource | FileSource | MetricSource
 
 
 class Transform(_Strict):
@@ -237,7 +253,12 @@ class MetricSpec(_Strict):
     change_note: str = Field(min_length=1, description="Why this version exists.")
     unit: str = Field(min_length=1)
     grain: Grain
-    schedule: str | None = Field(description="Cron or preset (@daily…); null for manual runs only.")
+    schedule: str | None = Field(
+        description=(
+            "Cron or preset (@daily…) in the business time zone; `inputs` to run whenever a metric it reads "
+            "publishes (Airflow Assets); null for manual runs only."
+        )
+    )
     timezone: str | None = Field(default=None, description="IANA zone closing the period; default env.")
     formula: str | None = Field(default=None, description="Human-readable formula shown in docs.")
     dimensions: list[Identifier] = Field(default_factory=list)
@@ -248,7 +269,7 @@ class MetricSpec(_Strict):
             "none (ratios, averages, distinct counts: no total is shown unless the SQL returns one)."
         ),
     )
-    sources: dict[Identifier, SqlSource | FileSource] = Field(min_length=1)
+    sources: dict[Identifier, Source] = Field(min_length=1)
     transform: Transform
     quality: list[Expectation] = Field(default_factory=list)
     anomaly: Anomaly | None = None
@@ -258,6 +279,16 @@ class MetricSpec(_Strict):
     approval: Approval
     subscribers: list[str] = Field(default_factory=list, description="Departments told of changes.")
     tags: list[str] = Field(default_factory=list)
+    breaking: bool = Field(
+        default=False,
+        description="Count this version as a breaking change even if no field says so (e.g. upstream data changed meaning).",
+    )
+    preview_periods: int = Field(
+        default=28,
+        ge=0,
+        le=366,
+        description="A breaking version is first computed over this many recently published periods and compared (0: no preview).",
+    )
 
     @field_validator("dimensions")
     @classmethod
@@ -280,6 +311,11 @@ class MetricSpec(_Strict):
             except (ZoneInfoNotFoundError, ValueError):
                 raise ValueError(f"{value!r} is not an IANA time zone; e.g. Asia/Shanghai or UTC") from None
         return value
+
+    @property
+    def on_inputs(self) -> bool:
+        """Scheduled on its input metrics' Asset events (``schedule: inputs``)."""
+        return self.schedule == SCHEDULE_ON_INPUTS
 
     @property
     def output_columns(self) -> list[str]:

@@ -8,11 +8,12 @@ side is a mismatch. The outcome is stored like an expectation result, with its s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
 from metrics_center.errors import MetricsCenterError
-from metrics_center.runtime import render
+from metrics_center.runtime import render_with
 from metrics_center.tasks.duck import staged_duckdb
 
 if TYPE_CHECKING:
@@ -21,36 +22,55 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from metrics_center.spec import MetricSpec, Reconciliation
+    from metrics_center.tasks.computation import Computation
 
 MAX_ROWS_KEPT = 20
 
 
-def run_reconciliations(*, spec: MetricSpec, context: Context, result: pa.Table) -> list[dict[str, Any]]:
-    """One quality-result dict per declared check (``expectation`` = ``reconcile:<name>``)."""
+def run_reconciliations(
+    *,
+    spec: MetricSpec,
+    context: Context | None = None,
+    result: pa.Table,
+    computation: Computation | None = None,
+) -> list[dict[str, Any]]:
+    """One quality-result dict per declared check (``expectation`` = ``reconcile:<name>``).
+
+    Their number is computed period by period of the computation, like the transform, over that
+    period's staged sources.
+    """
     if not spec.reconciliations:
         return []
     import duckdb
+    import pandas as pd
 
+    from metrics_center.tasks.computation import for_context
+
+    if computation is None:
+        assert context is not None, "run_reconciliations needs a context or a computation"
+        computation = for_context(spec=spec, context=context)
     outcomes = []
     ours_all = result.to_pandas()
-    with staged_duckdb(spec=spec, context=context) as con:
-        for check in spec.reconciliations:
-            try:
-                theirs = _theirs(con, spec=spec, check=check, context=context)
-                outcomes.append(_compare(check, ours=_ours(ours_all, check), theirs=theirs))
-            except (duckdb.Error, MetricsCenterError) as exc:
-                outcomes.append(
-                    _outcome(check, success=False, observed={"error": str(exc).splitlines()[0][:300]})
-                )
+    for check in spec.reconciliations:
+        try:
+            parts = []
+            for part in computation.parts:
+                with staged_duckdb(computation=computation, part=part) as con:
+                    parts.append(_theirs(con, spec=spec, check=check, variables=part.variables))
+            theirs = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+            outcomes.append(_compare(check, ours=_ours(ours_all, check), theirs=theirs))
+        except (duckdb.Error, MetricsCenterError) as exc:
+            outcomes.append(
+                _outcome(check, success=False, observed={"error": str(exc).splitlines()[0][:300]})
+            )
     return outcomes
 
 
-def _theirs(con: Any, *, spec: MetricSpec, check: Reconciliation, context: Context) -> pd.DataFrame:
-    sql = render(
-        (settings.sql_dir() / check.sql).read_text(encoding="utf-8"),
-        context=context,
-        spec=spec,
-        what=check.sql,
+def _theirs(
+    con: Any, *, spec: MetricSpec, check: Reconciliation, variables: Mapping[str, str]
+) -> pd.DataFrame:
+    sql = render_with(
+        (settings.sql_dir() / check.sql).read_text(encoding="utf-8"), variables=variables, what=check.sql
     )
     relation = con.sql(sql)
     expected = ["period_start", *check.by, "value"]

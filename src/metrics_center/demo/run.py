@@ -80,12 +80,14 @@ def main() -> int:
         airflow.run("metrics-center", "demo", "history", "--end", today)
         api = airflow.api(user="admin", password="admin")
         airflow.wait("the API server", api.healthy)
-        metrics = sorted(p.stem for p in (REPO / "include" / "metrics").glob("[!_]*.yaml"))
-        airflow.wait_for_dags(api, [*metrics, MAINTENANCE_DAG])
+        all_metrics = sorted(p.stem for p in (REPO / "include" / "metrics").glob("[!_]*.yaml"))
+        airflow.wait_for_dags(api, [*all_metrics, MAINTENANCE_DAG])
+        # Metrics scheduled on their inputs run by themselves once those publish (after your approvals).
+        metrics = [k for k in all_metrics if k not in _on_inputs()]
         # Unpausing is all it takes: with catchup off, the scheduler creates each metric's latest
         # scheduled run (yesterday for daily metrics, the last ISO week for the weekly one). The
         # maintenance DAG delivers notifications (they stay pending without Slack) and prunes staging.
-        for dag_id in [*metrics, MAINTENANCE_DAG]:
+        for dag_id in [*all_metrics, MAINTENANCE_DAG]:
             api.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
         def latest_runs() -> dict[str, str] | None:
@@ -124,7 +126,9 @@ def main() -> int:
         print(f"  • {dag_id}: {task_id} is waiting — Browse → Required Actions")
     print(
         "\n  approvers: gmv_daily → bob, then carol or dave; lead_conversion_rate → frank (its owner erin may reject, not approve alone);"
-        "\n             refund_rate_weekly → carol or dave, then frank"
+        "\n             refund_rate_weekly → carol or dave, then frank; refunds_daily → dave (its owner carol may not approve alone)"
+        "\n  refund_rate_daily is built on gmv_daily and refunds_daily (schedule: inputs): approve both, and its run"
+        "\n  starts by itself for the day both published (Airflow Assets); carol approves it"
         f"\n  the mart (SQLite): {home / 'metrics_mart.db'} — query metric_value_current"
         "\n\nCtrl-C stops everything.",
         flush=True,
@@ -133,6 +137,13 @@ def main() -> int:
         print(f"\n{line}", file=sys.stderr, flush=True)
     while True:
         time.sleep(3600)
+
+
+def _on_inputs() -> set[str]:
+    from metrics_center.loader import load_catalog
+
+    catalog = load_catalog(REPO / "include" / "metrics", sql_root=REPO / "include" / "sql")
+    return {k for k, m in catalog.metrics.items() if m.spec.on_inputs}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Literal
 import sqlalchemy as sa
 
 from metrics_center.errors import MartError
-from metrics_center.mart.tables import metric_definition
+from metrics_center.mart.tables import metric_definition, metric_input
+from metrics_center.spec import MetricSource
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -25,8 +26,12 @@ def register_definition(
     definition: dict,
     definition_hash: str,
     now: datetime | None = None,
+    announced: bool = False,
 ) -> Registration:
-    """Make ``spec.version`` the current definition of ``spec.key``.
+    """Make ``spec.version`` the current definition of ``spec.key``, with the metrics it reads.
+
+    ``announced``: the version needs no broadcast (demo history, seeded definitions); otherwise the
+    ``impact_preview`` task of its first run announces it.
 
     Raises :class:`MartError` when the same version was registered with different content (someone
     edited the meaning without bumping ``version``) or when an older version tries to come back.
@@ -73,8 +78,16 @@ def register_definition(
                 registered_at=now,
                 valid_from=now,
                 valid_to=None,
+                announced_at=now if announced else None,
             )
         )
+        inputs = [
+            {"metric_key": spec.key, "version": spec.version, "source_name": name, "input_key": source.metric}
+            for name, source in spec.sources.items()
+            if isinstance(source, MetricSource)
+        ]
+        if inputs:
+            conn.execute(sa.insert(metric_input), inputs)
     return "new_version"
 
 

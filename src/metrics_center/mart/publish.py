@@ -19,10 +19,11 @@ from metrics_center.dimensions import dimensions_key_sql
 from metrics_center.errors import MartError, PublishRefused
 from metrics_center.mart.engine import locked_now, locked_transaction
 from metrics_center.mart.tables import metric_definition, metric_value, publication
+from metrics_center.mart.values import period_totals
 from metrics_center.periods import period_containing
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     import pyarrow as pa
     from sqlalchemy import Connection, Engine
@@ -51,6 +52,25 @@ class PublishResult:
     periods: list[date]
     superseded: int
     already_published: bool
+
+
+@dataclass(frozen=True)
+class PeriodChange:
+    """One period's current values before and after a publication (rows and sum of values)."""
+
+    period: date
+    old_rows: int
+    new_rows: int
+    old_total: float | None
+    new_total: float | None
+
+    @property
+    def changed(self) -> bool:
+        if self.old_rows != self.new_rows:
+            return True
+        if self.old_total is None or self.new_total is None:
+            return self.old_total != self.new_total
+        return abs(self.new_total - self.old_total) > 1e-9 * max(1.0, abs(self.old_total))
 
 
 def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Table:
@@ -157,6 +177,7 @@ def publish_values(
     data_as_of: datetime | None = None,
     restatement: bool = False,
     now: datetime | None = None,
+    on_replace: Callable[[Connection, int, list[PeriodChange]], None] | None = None,
 ) -> PublishResult:
     """Write ``values`` (``period_start, dims…, value``) as the current values of their periods.
 
@@ -164,6 +185,8 @@ def publish_values(
     own period on an empty day): their current values are superseded too. ``data_as_of`` is when the
     run read its sources; a period whose current values come from newer data is refused unless
     ``restatement``. ``now`` (tests) replaces the publish time, which is otherwise read under the lock.
+    ``on_replace(conn, publication_id, changes)`` runs inside the transaction when periods that already
+    had current values get new ones (the outbox tells subscribers that history changed).
     """
     import pyarrow.compute as pc
 
@@ -202,6 +225,7 @@ def publish_values(
                 )
                 .returning(publication.c.id)
             ).scalar_one()
+            before = _period_totals(conn, metric_key=metric_key, periods=covered) if on_replace else {}
             superseded = conn.execute(
                 sa.update(metric_value)
                 .where(
@@ -226,11 +250,43 @@ def publish_values(
                 _copy_postgres(conn, rows)
             else:
                 _insert_generic(conn, rows)
+            if on_replace is not None and before:
+                after = period_totals(prepared)
+                changes = [
+                    PeriodChange(
+                        period=p,
+                        old_rows=before.get(p, (0, None))[0],
+                        new_rows=after.get(p, (0, None))[0],
+                        old_total=before.get(p, (0, None))[1],
+                        new_total=after.get(p, (0, None))[1],
+                    )
+                    for p in covered
+                    if p in before
+                ]
+                if any(c.changed for c in changes):
+                    on_replace(conn, publication_id, changes)
     except (sa.exc.DBAPIError, _driver_errors()) as exc:
         raise MartError(
             f"publishing {metric_key} for run {run_id} failed and was rolled back; nothing was written: {exc}"
         ) from exc
     return PublishResult(publication_id, prepared.num_rows, covered, superseded, already_published=False)
+
+
+def _period_totals(
+    conn: Connection, *, metric_key: str, periods: list[date]
+) -> dict[date, tuple[int, float | None]]:
+    """Current rows and sum of values per period, before this publication supersedes them."""
+    v = metric_value
+    rows = conn.execute(
+        sa.select(v.c.period_start, sa.func.count(), sa.func.sum(v.c.value))
+        .where(v.c.metric_key == metric_key, v.c.period_start.in_(periods), v.c.superseded_at.is_(None))
+        .group_by(v.c.period_start)
+    ).all()
+    return {_day(r[0]): (int(r[1]), r[2]) for r in rows}
+
+
+def _day(value: object) -> date:
+    return date.fromisoformat(value[:10]) if isinstance(value, str) else value  # type: ignore[return-value]
 
 
 def _require_registered(conn: Connection, *, metric_key: str, version: int) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
     from metrics_center.periods import Period
+    from metrics_center.spec import Grain
 
 RunState = Literal["computing", "computed", "published", "refused", "abandoned"]
 IN_FLIGHT: tuple[RunState, ...] = ("computing", "computed")
@@ -48,6 +49,22 @@ class RunRecord:
     result_hash: str | None
     result_rows: int | None
     publication_id: int | None
+    periods: list[str] | None = None
+
+    def period_list(self, grain: Grain) -> list[Period]:
+        """The periods this run computes (one, unless it restates a range or follows its inputs)."""
+        from metrics_center.periods import period_containing
+
+        starts = (
+            [date.fromisoformat(str(p)[:10]) for p in self.periods] if self.periods else [self.period_start]
+        )
+        return [period_containing(d, grain=grain) for d in starts]
+
+    def label(self, grain: Grain) -> str:
+        periods = self.period_list(grain)
+        if len(periods) == 1:
+            return periods[0].label()
+        return f"{len(periods)} periods, {periods[0].label()} … {periods[-1].label()}"
 
 
 def start_run(
@@ -58,41 +75,65 @@ def start_run(
     definition_version: int,
     definition_hash: str,
     timezone: str,
-    period: Period,
+    periods: list[Period],
     restatement: bool,
     is_active: Callable[[str], bool],
-) -> RunRecord:
-    """Register (or re-register, on a retry or clear) ``run_id`` as computing ``period``.
+    drop_in_flight: bool = False,
+) -> tuple[RunRecord, list[Period]]:
+    """Register (or re-register, on a retry or clear) ``run_id`` as computing ``periods``.
 
-    ``is_active(run_id)`` asks Airflow whether another run is still queued or running: a run that
-    crashed or was marked failed leaves its row behind, and must not block the period forever.
+    Another run still in flight for one of these periods is a conflict: raised as :class:`RunConflict`,
+    or with ``drop_in_flight`` (a run its inputs triggered: the other run covers the period) those
+    periods are left out and returned. ``is_active(run_id)`` asks Airflow whether that run is still
+    queued or running: a run that crashed or was marked failed must not block its periods forever.
     """
+    wanted = {p.start: p for p in periods}
+    first, end = min(wanted), max(p.end for p in periods)
+    dropped: list[Period] = []
     with locked_transaction(engine, key=metric_key) as conn:
         others = conn.execute(
             sa.select(metric_run).where(
                 metric_run.c.metric_key == metric_key,
-                metric_run.c.period_start == period.start,
+                metric_run.c.period_start < end,
+                metric_run.c.period_end > first,
                 metric_run.c.run_id != run_id,
                 metric_run.c.state.in_(IN_FLIGHT),
             )
         ).all()
         now = locked_now(conn)
         for other in others:
-            if is_active(other.run_id):
-                waiting = "its result awaits approval" if other.state == "computed" else "it is computing"
-                raise RunConflict(
-                    f"{metric_key} {period.label()} is already being computed by run {other.run_id} "
-                    f"(started {other.started_at:%Y-%m-%d %H:%M}, {waiting}); two runs of one period would "
-                    "race to publish — finish that run first (answer its approvals, or mark it failed), "
-                    "then clear this one"
-                )
-            _set(conn, metric_key, other.run_id, state="abandoned", updated_at=now)
+            theirs = (
+                {date.fromisoformat(str(p)[:10]) for p in other.periods}
+                if other.periods
+                else {other.period_start}
+            )
+            shared = sorted(theirs & set(wanted))
+            if not shared:
+                continue
+            if not is_active(other.run_id):
+                _set(conn, metric_key, other.run_id, state="abandoned", updated_at=now)
+                continue
+            if drop_in_flight:
+                dropped += [wanted.pop(d) for d in shared if d in wanted]
+                continue
+            waiting = "its result awaits approval" if other.state == "computed" else "it is computing"
+            label = wanted[shared[0]].label() + (f" (and {len(shared) - 1} more)" if len(shared) > 1 else "")
+            raise RunConflict(
+                f"{metric_key} {label} is already being computed by run {other.run_id} "
+                f"(started {other.started_at:%Y-%m-%d %H:%M}, {waiting}); two runs of one period would "
+                "race to publish — finish that run first (answer its approvals, or mark it failed), "
+                "then clear this one"
+            )
+        if not wanted:
+            return None, dropped  # type: ignore[return-value]
+        kept = sorted(wanted.values(), key=lambda p: p.start)
         values = {
             "definition_version": definition_version,
             "definition_hash": definition_hash,
             "timezone": timezone,
-            "period_start": period.start,
-            "period_end": period.end,
+            "period_start": kept[0].start,
+            "period_end": kept[-1].end,
+            "periods": [p.start.isoformat() for p in kept] if len(kept) > 1 else None,
             "restatement": restatement,
             "state": "computing",
             "started_at": now,
@@ -107,7 +148,7 @@ def start_run(
             conn.execute(sa.insert(metric_run).values(metric_key=metric_key, run_id=run_id, **values))
     record = get_run(engine, metric_key=metric_key, run_id=run_id)
     assert record is not None
-    return record
+    return record, dropped
 
 
 def record_result(engine: Engine, *, metric_key: str, run_id: str, result_hash: str, rows: int) -> None:

@@ -32,6 +32,28 @@ metric_definition = sa.Table(
     sa.Column("registered_at", TS),
     sa.Column("valid_from", TS),
     sa.Column("valid_to", TS),
+    sa.Column("announced_at", TS),
+)
+
+metric_input = sa.Table(
+    "metric_input",
+    metadata,
+    sa.Column("metric_key", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("source_name", sa.String(63), primary_key=True),
+    sa.Column("input_key", sa.String(63)),
+)
+
+impact_preview = sa.Table(
+    "impact_preview",
+    metadata,
+    sa.Column("metric_key", sa.String(63), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("from_version", sa.Integer),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("computed_at", TS),
+    sa.Column("summary", JSON),
+    sa.Column("error", sa.Text),
 )
 
 publication = sa.Table(
@@ -120,6 +142,7 @@ metric_run = sa.Table(
     sa.Column("publication_id", sa.Integer),
     sa.Column("detail", sa.Text),
     sa.Column("updated_at", TS),
+    sa.Column("periods", JSON),
 )
 
 anomaly = sa.Table(

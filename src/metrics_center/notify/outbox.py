@@ -26,6 +26,7 @@ Kind = Literal[
     "approval_reminder",
     "approval_update",
     "definition_change",
+    "history_changed",
 ]
 
 

@@ -263,7 +263,20 @@ _RENDERERS: dict[str, Callable[[list[dict[str, Any]], str | None, int], Message]
     "approval_request": _render_approval,
     "approval_reminder": _render_approval,
     "approval_update": _render_approval_update,
+    # A new definition version (once per version) and published values replaced (restatement).
+    "definition_change": lambda payloads, base_url, top: _change_messages().render_definition_change(
+        payloads, base_url, top
+    ),
+    "history_changed": lambda payloads, base_url, top: _change_messages().render_history_changed(
+        payloads, base_url, top
+    ),
 }
+
+
+def _change_messages():
+    from metrics_center.notify import change_messages
+
+    return change_messages
 
 
 # --- building blocks -----------------------------------------------------------------------------

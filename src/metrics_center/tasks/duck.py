@@ -11,16 +11,14 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from metrics_center.definition import effective_timezone
-from metrics_center.runtime import staging_dir
 from metrics_center.tasks.staging import local_parquet_files
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import duckdb
-    from airflow.sdk import Context
 
-    from metrics_center.spec import MetricSpec
+    from metrics_center.tasks.computation import Computation, PeriodPart
 
 
 def _lock_down(con: duckdb.DuckDBPyConnection, *, files: list[str], timezone: str) -> None:
@@ -34,16 +32,16 @@ def _lock_down(con: duckdb.DuckDBPyConnection, *, files: list[str], timezone: st
 
 
 @contextmanager
-def staged_duckdb(*, spec: MetricSpec, context: Context) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with a view per staged source of this run, locked down."""
+def staged_duckdb(*, computation: Computation, part: PeriodPart) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB with a view per staged source of one period of a computation, locked down."""
     import duckdb
 
-    run_dir = staging_dir(context, spec)
+    spec = computation.spec
     con = duckdb.connect()
     try:
         with ExitStack() as stack:
             staged = {
-                name: stack.enter_context(local_parquet_files(run_dir / "sources" / name))
+                name: stack.enter_context(local_parquet_files(computation.source_folder(name, part)))
                 for name in spec.sources
             }
             for name, files in staged.items():

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
 from metrics_center.errors import MetricsCenterError
-from metrics_center.runtime import render, staging_dir
-from metrics_center.spec import FileSource, MetricSpec, SqlSource
+from metrics_center.runtime import render_with
+from metrics_center.spec import FileSource, MetricSource, MetricSpec, SqlSource
 from metrics_center.tasks.sql_rows import SqlColumn, describe_columns, rows_to_table
 from metrics_center.tasks.staging import PartWriter, StagedTypeConflict
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Context
+
+    from metrics_center.tasks.computation import Computation
 
 log = logging.getLogger(__name__)
 
@@ -285,17 +287,55 @@ def _extract_file(source_name: str, source: FileSource, rendered_path: str, writ
             ) from exc
 
 
-def extract_source(*, spec: MetricSpec, source_name: str, context: Context) -> dict[str, Any]:
-    """Stage one source; returns a small summary for XCom (never the data itself)."""
+def extract_source(
+    *,
+    spec: MetricSpec,
+    source_name: str,
+    context: Context | None = None,
+    computation: Computation | None = None,
+) -> dict[str, Any]:
+    """Stage one source for every period of the computation (default: the run's own period); returns a
+    small summary for XCom (never the data itself)."""
+    from metrics_center.tasks.computation import for_context
+
+    if computation is None:
+        assert context is not None, "extract_source needs a context or a computation"
+        computation = for_context(spec=spec, context=context)
     source = spec.sources[source_name]
-    folder = staging_dir(context, spec) / "sources" / source_name
-    writer = PartWriter(folder)
-    if isinstance(source, SqlSource):
-        sql = render((settings.sql_dir() / source.sql).read_text(), context=context, spec=spec)
-        _extract_sql(source_name, source, sql, writer)
-        origin = f"{source.conn_id}: {source.sql}"
-    else:
-        rendered = render(source.path, context=context, spec=spec)
-        _extract_file(source_name, source, rendered, writer)
-        origin = rendered
-    return {"source": source_name, "rows": writer.rows, "origin": origin, "staged": str(folder)}
+    rows = 0
+    origins: list[str] = []
+    for part in computation.parts:
+        folder = computation.source_folder(source_name, part)
+        writer = PartWriter(folder)
+        if isinstance(source, SqlSource):
+            sql = render_with(
+                (settings.sql_dir() / source.sql).read_text(), variables=part.variables, what=source.sql
+            )
+            _extract_sql(source_name, source, sql, writer)
+            origin = f"{source.conn_id}: {source.sql}"
+        elif isinstance(source, MetricSource):
+            from metrics_center.mart.engine import get_engine
+            from metrics_center.tasks.metric_input import read_metric_source
+
+            writer.write(
+                read_metric_source(get_engine(), source_name=source_name, source=source, period=part.period)
+            )
+            origin = f"metric {source.metric} (published values)"
+        else:
+            rendered = render_with(source.path, variables=part.variables, what=f"source {source_name} path")
+            _extract_file(source_name, source, rendered, writer)
+            origin = rendered
+        rows += writer.rows
+        if origin not in origins:
+            origins.append(origin)
+    shown = (
+        origins[0]
+        if len(origins) == 1
+        else f"{origins[0]} … {origins[-1]} ({len(computation.parts)} periods)"
+    )
+    return {
+        "source": source_name,
+        "rows": rows,
+        "origin": shown,
+        "staged": str(computation.root / "sources" / source_name),
+    }

@@ -15,6 +15,7 @@ from metrics_center.errors import MetricsCenterError, PublishRefused
 from metrics_center.mart.definitions import newest_version
 from metrics_center.mart.publish import PublishResult, publish_values
 from metrics_center.mart.runs import RunRecord, finish_run, get_run
+from metrics_center.notify.broadcast import downstream_of, history_changed
 from metrics_center.tasks.transform import read_result
 
 if TYPE_CHECKING:
@@ -38,6 +39,23 @@ def publish_run(
         refuse_stale(engine, spec=spec, run=run)
         answers = verify_approved(engine, spec=spec, run=run, teams=teams)
         values, digest = read_result(spec=spec, context=context)
+        downstream = downstream_of(spec)
+        approved_by = approved_by_text(answers)
+
+        def on_replace(conn, publication_id, changes):
+            history_changed(
+                conn,
+                spec=spec,
+                teams=teams,
+                downstream=downstream,
+                publication_id=publication_id,
+                run_id=run_id,
+                version=run.definition_version,
+                approved_by=approved_by,
+                explicit=run.restatement,
+                changes=changes,
+            )
+
         if digest != run.result_hash:
             raise PublishRefused(
                 "the staged result is not the one that was approved (it changed after the transform recorded "
@@ -51,10 +69,11 @@ def publish_run(
             dimensions=list(spec.dimensions),
             values=values,
             run_id=run_id,
-            approved_by=approved_by_text(answers),
-            periods=[run.period_start],
+            approved_by=approved_by,
+            periods=[p.start for p in run.period_list(spec.grain)],
             data_as_of=run.started_at,
             restatement=run.restatement,
+            on_replace=on_replace,
         )
     except PublishRefused as exc:
         finish_run(engine, metric_key=spec.key, run_id=run_id, state="refused", detail=str(exc))

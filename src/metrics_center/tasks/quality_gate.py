@@ -19,6 +19,7 @@ from metrics_center.mart.audit import record_quality_results
 from metrics_center.mart.engine import locked_transaction
 from metrics_center.mart.runs import RunRecord, get_run
 from metrics_center.notify.outbox import department_recipient, enqueue
+from metrics_center.tasks.computation import for_context
 from metrics_center.tasks.quality import raise_on_failures, run_expectations
 from metrics_center.tasks.transform import read_result
 
@@ -42,7 +43,11 @@ def run_quality_gate(
         {**r, "severity": "block"}
         for r in run_expectations(frame=frame, rules=list(spec.quality), suite_name=spec.key)
     ]
-    results += run_reconciliations(spec=spec, context=context, result=table)
+    results += run_reconciliations(
+        spec=spec,
+        result=table,
+        computation=for_context(spec=spec, context=context, periods=run.period_list(spec.grain)),
+    )
     scored = _score(engine, spec=spec, run=run, frame=frame)
     if scored is not None and spec.anomaly and spec.anomaly.block and len(scored.anomalies):
         results.append(

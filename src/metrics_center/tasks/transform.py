@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from metrics_center import settings
 from metrics_center.errors import MetricsCenterError
 from metrics_center.periods import period_containing
-from metrics_center.runtime import render, staging_dir
+from metrics_center.runtime import render_with, staging_dir
 from metrics_center.spec import MetricSpec
+from metrics_center.tasks.computation import RESULT_FOLDER
 from metrics_center.tasks.duck import staged_duckdb
 from metrics_center.tasks.staging import PartWriter, local_parquet_files
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from airflow.sdk import Context, ObjectStoragePath
 
-RESULT_FOLDER = "result"
+    from metrics_center.tasks.computation import Computation
+
 MAX_VALUES_IN_XCOM = 50
 MAX_ROWS_NAMED = 5
 
@@ -86,46 +88,82 @@ def _check_unique(spec: MetricSpec, table: pa.Table) -> None:
         )
 
 
-def transform(*, spec: MetricSpec, context: Context) -> dict[str, Any]:
+def transform_table(computation: Computation) -> pa.Table:
+    """The checked result of every period of ``computation``, each computed over its own staged parts."""
     import duckdb
-    import pyarrow.compute as pc
+    import pyarrow as pa
 
-    run_dir = staging_dir(context, spec)
-    sql = render(
-        (settings.sql_dir() / spec.transform.sql).read_text(encoding="utf-8"),
-        context=context,
-        spec=spec,
-        what=spec.transform.sql,
-    )
-    try:
-        with staged_duckdb(spec=spec, context=context) as con:
-            result = con.sql(sql)
-            if result is None:
-                raise MetricsCenterError(f"{spec.transform.sql} is not a query; end it with a SELECT")
-            _check_columns(spec, result.columns)
-            # Project the relation itself: no table name is looked up, so a source cannot shadow it.
-            dims = "".join(f'"{d}", ' for d in spec.dimensions)
-            table = (
-                result.project(
-                    f"CAST(period_start AS DATE) AS period_start, {dims}CAST(value AS DOUBLE) AS value"
+    spec = computation.spec
+    text = (settings.sql_dir() / spec.transform.sql).read_text(encoding="utf-8")
+    tables = []
+    for part in computation.parts:
+        sql = render_with(text, variables=part.variables, what=spec.transform.sql)
+        try:
+            with staged_duckdb(computation=computation, part=part) as con:
+                result = con.sql(sql)
+                if result is None:
+                    raise MetricsCenterError(f"{spec.transform.sql} is not a query; end it with a SELECT")
+                _check_columns(spec, result.columns)
+                # Project the relation itself: no table name is looked up, so a source cannot shadow it.
+                dims = "".join(f'"{d}", ' for d in spec.dimensions)
+                table = (
+                    result.project(
+                        f"CAST(period_start AS DATE) AS period_start, {dims}CAST(value AS DOUBLE) AS value"
+                    )
+                    .order(", ".join(f'"{c}"' for c in spec.output_columns))
+                    .to_arrow_table()
                 )
-                .order(", ".join(f'"{c}"' for c in spec.output_columns))
-                .to_arrow_table()
-            )
-    except duckdb.Error as exc:
-        raise MetricsCenterError(f"{spec.transform.sql} failed in DuckDB: {exc}") from exc
-
+        except duckdb.Error as exc:
+            raise MetricsCenterError(f"{spec.transform.sql} failed in DuckDB: {exc}") from exc
+        if computation.strict_periods:
+            _check_own_period(spec, table, part.period.start)
+        tables.append(table)
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     _check_periods(spec, table)
     _check_values(spec, table)
     _check_unique(spec, table)
-    writer = PartWriter(run_dir / RESULT_FOLDER)
+    return table
+
+
+def _check_own_period(spec: MetricSpec, table: pa.Table, start: Any) -> None:
+    """In a computation of several periods, each period's transform answers for its own period only."""
+    import pyarrow.compute as pc
+
+    other = table.filter(pc.not_equal(table["period_start"], pa_scalar_date(start)))
+    if other.num_rows:
+        found = other.column("period_start")[0].as_py()
+        raise MetricsCenterError(
+            f"{spec.transform.sql} returned period_start {found} while computing {start}; in a run of several "
+            "periods each one is computed on its own — return the period being computed ({{ period_start }})"
+        )
+
+
+def pa_scalar_date(day: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.scalar(day, pa.date32())
+
+
+def transform(
+    *, spec: MetricSpec, context: Context | None = None, computation: Computation | None = None
+) -> dict[str, Any]:
+    """Compute and stage the result of the computation (default: the run's own period); a summary for XCom."""
+    import pyarrow.compute as pc
+
+    from metrics_center.tasks.computation import for_context
+
+    if computation is None:
+        assert context is not None, "transform needs a context or a computation"
+        computation = for_context(spec=spec, context=context)
+    table = transform_table(computation)
+    writer = PartWriter(computation.result_folder)
     writer.write(table)
     periods = sorted({d.isoformat() for d in table.column("period_start").to_pylist()})
     summary: dict[str, Any] = {
         "rows": table.num_rows,
         "periods": periods,
         "total": pc.sum(table["value"]).as_py() if spec.aggregation == "sum" else None,
-        "result_hash": result_digest(run_dir / RESULT_FOLDER),
+        "result_hash": result_digest(computation.result_folder),
     }
     if table.num_rows <= MAX_VALUES_IN_XCOM:
         summary["values"] = [

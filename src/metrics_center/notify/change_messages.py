@@ -1,0 +1,136 @@
+"""Block Kit for changes: a new definition version (``definition_change``) and restated history (``history_changed``).
+
+Written for people who did not make the change: what changed in words first (metric, old → new
+version, breaking or not, the change note, who), then the impact on the numbers, then the diff (SQL
+included, cut with a link to the full version history when long).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metrics_center.notify.slack import Message, _cut, _esc, _fmt, _message, _mrkdwn_metric, _section, _text
+
+MAX_DIFF_CHARS = 2600
+
+
+def dictionary_url(base_url: str | None, key: str) -> str | None:
+    """The metric's page in the Metrics Center dictionary (its version history and diffs)."""
+    return f"{base_url.rstrip('/')}/metrics-center/metrics/{key}#versions" if base_url and key else None
+
+
+def render_definition_change(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
+    p = payloads[0]
+    key = _text(p.get("metric_key"))
+    old, new = p.get("old_version"), p.get("new_version")
+    kind = "⚠️ Breaking change" if p.get("breaking") else "Definition change"
+    if old is None:
+        header = f"New metric: {_text(p.get('metric_name')) or key} v{new}"
+        what = f"{_mrkdwn_metric(p)} is a new governed metric (v{new})."
+    else:
+        header = f"{kind}: {_text(p.get('metric_name')) or key} v{old} → v{new}"
+        what = (
+            f"{_mrkdwn_metric(p)} v{old} → *v{new}*, {'*breaking*' if p.get('breaking') else 'non-breaking'}."
+        )
+    lines = [f"*Change note:* {_esc(_text(p.get('change_note')))}"]
+    if p.get("changes"):
+        lines.append("*What changed:* " + _esc("; ".join(str(c) for c in p["changes"][:top])))
+    lines.append(
+        f"*Changed by:* {_esc(_text(p.get('changed_by')) or 'unknown (the definitions are not in a git checkout)')}"
+    )
+    lines.append(f"*Takes effect:* {_esc(_text(p.get('takes_effect')))}")
+    if p.get("downstream"):
+        lines.append("*Built on it:* " + _esc(", ".join(p["downstream"])))
+    if p.get("why"):
+        lines.append("_You are told because " + _esc("; ".join(p["why"])) + "._")
+    link = dictionary_url(base_url, key)
+    message = _message(
+        header=header,
+        summary=what,
+        lines=lines,
+        more="",
+        context=[],
+        link=None,
+        fallback=f"{header}. {_text(p.get('change_note'))}",
+    )
+    blocks = list(message.blocks)
+    impact = _impact_text(p.get("preview"), unit=_text(p.get("unit")))
+    if impact:
+        blocks.append(_section(impact))
+    diff = _text(p.get("diff"))
+    if diff:
+        cut = len(diff) > MAX_DIFF_CHARS or p.get("diff_truncated")
+        shown = diff[:MAX_DIFF_CHARS].rsplit("\n", 1)[0] if len(diff) > MAX_DIFF_CHARS else diff
+        blocks.append(_section(f"```{shown}```"))
+        if cut:
+            blocks.append(
+                _section(
+                    f"_Diff cut short; the full diff is on <{link}|the metric's page>._"
+                    if link
+                    else "_Diff cut short._"
+                )
+            )
+    if link:
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"<{link}|Version history and diffs>"}],
+            }
+        )
+    return Message(text=_cut(message.text + (f" {link}" if link else ""), 3000), blocks=blocks)
+
+
+def _impact_text(preview: Any, *, unit: str) -> str:
+    if not preview:
+        return ""
+    if preview.get("error"):
+        return f"*Impact preview:* could not be computed — {_esc(_text(preview['error']))[:400]}"
+    headline = _text(preview.get("headline"))
+    lines = [f"*Impact on the last {len(preview.get('periods') or [])} published periods:* {_esc(headline)}"]
+    for row in (preview.get("largest") or [])[:5]:
+        dims = ", ".join(f"{k}={v}" for k, v in (row.get("dimensions") or {}).items()) or "total"
+        rel = f" ({row['rel']:+.1%})" if row.get("rel") is not None else ""
+        lines.append(
+            f"• {row.get('period')} {_esc(dims)}: {_esc(_fmt(row.get('old')))} → {_esc(_fmt(row.get('new')))} {_esc(unit)}{rel}"
+        )
+    return "\n".join(lines)
+
+
+def render_history_changed(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
+    p = payloads[0]
+    key, unit = _text(p.get("metric_key")), _text(p.get("unit"))
+    periods = p.get("periods") or []
+    explicit = "Restated" if p.get("explicit") else "Re-published"
+    span = (
+        periods[0]["period"]
+        if len(periods) == 1
+        else f"{len(periods)} periods, {periods[0]['period']} … {periods[-1]['period']}"
+        if periods
+        else "?"
+    )
+    header = f"{explicit}: {_text(p.get('metric_name')) or key} — {span}"
+    summary = (
+        f"{_mrkdwn_metric(p)}: published values changed for {span} (definition v{p.get('version')}), "
+        f"approved by {_esc(_text(p.get('approved_by')))}."
+    )
+    lines = []
+    for row in periods[:top]:
+        old, new = row.get("old_total"), row.get("new_total")
+        change = f" ({(new - old) / abs(old):+.1%})" if old and new is not None else ""
+        lines.append(
+            f"• {row['period']}: {_esc(_fmt(old))} → *{_esc(_fmt(new))}* {_esc(unit)}{change}"
+            f" · rows {row.get('old_rows')} → {row.get('new_rows')}"
+        )
+    if p.get("why"):
+        lines.append("_You are told because " + _esc("; ".join(p["why"])) + "._")
+    more = f"… and {len(periods) - top} more period(s)" if len(periods) > top else ""
+    link = dictionary_url(base_url, key)
+    return _message(
+        header=header,
+        summary=summary,
+        lines=lines,
+        more=more,
+        context=[f"<{link}|The metric's page>" if link else ""],
+        link=None,
+        fallback=f"{header}: history changed ({len(periods)} period(s)).",
+    )
