@@ -105,7 +105,7 @@ def mart(request, monkeypatch, tmp_path):
             conn.execute(
                 sa.text(
                     "TRUNCATE metric_value, publication, metric_definition, quality_result, approval_event,"
-                    " metric_run, anomaly, notification, slack_request"
+                    " metric_run, anomaly, notification, slack_request, metric_input, impact_preview"
                 )
             )
     yield engine

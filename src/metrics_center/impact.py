@@ -110,12 +110,9 @@ def compare_versions(
                 FROM {side}_raw WHERE CAST(period_start AS DATE) IN (SELECT period_start FROM wanted)
                 GROUP BY CAST(period_start AS DATE){group}"""
             )  # identifiers are validated dimension names
-        rows_old = con.sql(
-            "SELECT count(*) FROM old_raw WHERE CAST(period_start AS DATE) IN (SELECT * FROM wanted)"
-        ).fetchone()[0]
-        rows_new = con.sql(
-            "SELECT count(*) FROM new_raw WHERE CAST(period_start AS DATE) IN (SELECT * FROM wanted)"
-        ).fetchone()[0]
+        counted = "SELECT count(*) FROM {} WHERE CAST(period_start AS DATE) IN (SELECT * FROM wanted)"
+        rows_old = con.execute(counted.format("old_raw")).fetchone()[0]
+        rows_new = con.execute(counted.format("new_raw")).fetchone()[0]
         if not comparable:
             return Impact(
                 from_version=from_version,
@@ -149,7 +146,7 @@ def compare_versions(
                     OR abs(n.value - o.value) > {RELATIVE_EPSILON} * greatest(1, abs(o.value))) AS changed
             FROM new AS n FULL OUTER JOIN old AS o ON {on}"""
         )
-        stats = con.sql(
+        stats = con.execute(
             """SELECT count(*), count(*) FILTER (WHERE changed),
                       count(*) FILTER (WHERE old_value IS NULL), count(*) FILTER (WHERE new_value IS NULL),
                       max(abs(diff)), avg(abs(diff)) FILTER (WHERE changed),
@@ -158,7 +155,9 @@ def compare_versions(
         ).fetchone()
         affected_periods = [
             r[0].isoformat()
-            for r in con.sql("SELECT DISTINCT period_start FROM joined WHERE changed ORDER BY 1").fetchall()
+            for r in con.execute(
+                "SELECT DISTINCT period_start FROM joined WHERE changed ORDER BY 1"
+            ).fetchall()
         ]
         largest = (
             con.sql(

@@ -466,8 +466,9 @@ def _check_lineage(catalog: Catalog, metrics_dir: Path) -> None:
     for cycle in Lineage.of(specs).cycles():
         if len(cycle) == 1:
             continue  # reading itself, reported above
-        loop = " → ".join([*cycle, cycle[0]])
-        for key in cycle:
+        for at, key in enumerate(cycle):
+            seen_from_here = [*cycle[at:], *cycle[:at]]
+            loop = " → ".join([*seen_from_here, key])
             spec = catalog.metrics[key].spec
             name = next(n for n, k in metric_inputs(spec).items() if k in cycle)
             add(

@@ -75,28 +75,31 @@ def period_variables(period: Period, spec: MetricSpec) -> dict[str, str]:
     }
 
 
-def of_periods(*, spec: MetricSpec, root: ObjectStoragePath, periods: Sequence[Period]) -> Computation:
+def of_periods(
+    *, spec: MetricSpec, root: ObjectStoragePath, periods: Sequence[Period], engine: Engine | None = None
+) -> Computation:
     """Each period computed on its own, under ``root`` (a preview's or a restatement's)."""
     parts = tuple(
         PeriodPart(period=p, variables=period_variables(p, spec), folder=f"p={p.start.isoformat()}")
         for p in periods
     )
-    return Computation(spec=spec, root=root, parts=parts, strict_periods=True)
+    return Computation(spec=spec, root=root, parts=parts, strict_periods=True, engine=engine)
 
 
 def for_context(
-    *, spec: MetricSpec, context: Context, periods: Sequence[Period] | None = None
+    *,
+    spec: MetricSpec,
+    context: Context,
+    periods: Sequence[Period] | None = None,
+    engine: Engine | None = None,
 ) -> Computation:
     """A run's computation: the period rule's period with the run's own variables, or ``periods`` one by one."""
     root = staging_dir(context, spec)
     rule = run_period(context, spec)
     if periods is None or list(periods) == [rule]:
-        return Computation(
-            spec=spec,
-            root=root,
-            parts=(PeriodPart(period=rule, variables=template_variables(context, spec)),),
-        )
-    return of_periods(spec=spec, root=root, periods=periods)
+        part = PeriodPart(period=rule, variables=template_variables(context, spec))
+        return Computation(spec=spec, root=root, parts=(part,), engine=engine)
+    return of_periods(spec=spec, root=root, periods=periods, engine=engine)
 
 
 def for_run(*, spec: MetricSpec, context: Context, engine: Engine) -> Computation:

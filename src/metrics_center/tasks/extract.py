@@ -317,8 +317,9 @@ def extract_source(
             from metrics_center.mart.engine import get_engine
             from metrics_center.tasks.metric_input import read_metric_source
 
+            engine = computation.engine or get_engine()
             writer.write(
-                read_metric_source(get_engine(), source_name=source_name, source=source, period=part.period)
+                read_metric_source(engine, source_name=source_name, source=source, period=part.period)
             )
             origin = f"metric {source.metric} (published values)"
         else:

@@ -17,7 +17,9 @@ The preview is shown to the first approver of the version's first run (see the a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import uuid
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -152,14 +154,18 @@ def run_impact_preview(
         if spec.version != run.definition_version:
             error = f"the YAML is at v{spec.version} now, the run computes v{run.definition_version}"
         else:
+            # Its own folder per attempt: a preview's staged data is thrown away once compared.
+            root = staging_dir(context, spec) / "preview" / uuid.uuid4().hex[:12]
             try:
-                impact = compute_impact(
-                    engine, spec=spec, root=staging_dir(context, spec) / "preview", previous=previous
-                )
+                impact = compute_impact(engine, spec=spec, root=root, previous=previous)
                 summary = {**impact.as_json(), "headline": impact.headline(spec.unit)}
             except Exception as exc:  # the announcement must not be lost to a failed preview
                 log.warning("impact preview of %s v%s failed: %s", spec.key, spec.version, exc, exc_info=True)
                 error = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+            finally:
+                with contextlib.suppress(OSError):
+                    if root.exists():
+                        root.rmdir(recursive=True)
     diff, truncated = truncate_diff(
         unified_diff(
             previous.definition if previous is not None else None,
