@@ -250,7 +250,7 @@ def test_a_failed_preview_still_announces_and_a_non_breaking_version_needs_none(
     )
     _register_and_start(mart, lead, "manual__copy", END - timedelta(days=1))
     first = run_impact_preview(mart, spec=lead, teams=teams, context={"run_id": "manual__copy"})
-    assert (first["breaking"], first["preview"]) == (
-        False,
-        None,
-    )  # a new metric: announced, nothing to compare
+    # A new metric: claimed (never announced again) but broadcast to nobody, nothing to compare.
+    assert (first["announced"], first["notifications"], first["preview"]) == ("now", 0, None)
+    with mart.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(notification)).scalar() == 4

@@ -12,6 +12,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -56,6 +57,8 @@ def live(tmp_path_factory, postgres_mart_url, demo_data):
         metrics / "refund_rate_weekly.yaml",
         **{'schedule: "0 2 * * 1"': "schedule: null", "timeout: 3d": "timeout: 5s"},
     )
+    _edit(metrics / "refunds_daily.yaml", **{'schedule: "@daily"': "schedule: null"})
+    # refund_rate_daily keeps `schedule: inputs`: it runs when gmv_daily or refunds_daily publishes.
     mart = sa.create_engine(postgres_mart_url.replace("postgresql://", "postgresql+psycopg://"))
     with mart.begin() as conn:  # start from an empty mart, whatever ran before
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS metrics_mart"))
@@ -91,9 +94,11 @@ def live(tmp_path_factory, postgres_mart_url, demo_data):
         admin = airflow.api(user="admin", password="admin")
         airflow.wait("the API server", admin.healthy)
         dag_ids = ["gmv_daily", "lead_conversion_rate", "refund_rate_weekly"]
-        airflow.wait_for_dags(admin, dag_ids)
+        airflow.wait_for_dags(admin, [*dag_ids, "refunds_daily", "refund_rate_daily"])
         for dag_id in dag_ids:
             admin.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": RUN_ID, "logical_date": LOGICAL})
+            admin.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        for dag_id in ("refunds_daily", "refund_rate_daily"):
             admin.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
         yield (
             airflow,
@@ -122,11 +127,13 @@ def _run_state(airflow: LocalAirflow, api, dag_id: str, run_id: str = RUN_ID) ->
     return airflow.wait(f"{dag_id} to finish", finished, timeout=180)
 
 
-def _answer(airflow: LocalAirflow, dag_id: str, task_id: str, user: str, option: str) -> None:
+def _answer(
+    airflow: LocalAirflow, dag_id: str, task_id: str, user: str, option: str, run_id: str = RUN_ID
+) -> None:
     time.sleep(1.5)  # Airflow 3.3.2 fails a task answered < ~1 s after it starts waiting
     api = airflow.api(user=user, password=f"{user}-pw")
     api.patch(
-        f"/api/v2/dags/{dag_id}/dagRuns/{RUN_ID}/taskInstances/{task_id}/-1/hitlDetails",
+        f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/-1/hitlDetails",
         {"chosen_options": [option], "params_input": {}},
     )
 
@@ -218,3 +225,62 @@ def test_timeout_reject_skips_publish_and_timeout_fail_fails_the_run(live):
     )
     assert body["chosen_options"] == ["Reject"]
     assert json.dumps(body["responded_by_user"]) == "null"
+
+
+def _runs(admin, dag_id: str) -> list[dict]:
+    return admin.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after&limit=20")["dag_runs"]
+
+
+def test_a_derived_metric_runs_when_its_inputs_publish_for_the_days_both_published(live):
+    """refund_rate_daily (schedule: inputs) on Airflow's Asset events: gmv_daily alone defers, refunds_daily completes."""
+    airflow, admin, mart = live
+    assert _run_state(airflow, admin, "gmv_daily") == "success"  # published 2026-11-26 (test above)
+
+    def first_run():
+        runs = _runs(admin, "refund_rate_daily")
+        return runs if runs and runs[0]["state"] in ("success", "failed") else None
+
+    (deferred,) = airflow.wait("gmv_daily's event to trigger refund_rate_daily", first_run, timeout=120)
+    assert deferred["run_type"] == "asset_triggered"
+    states = airflow.task_states(admin, "refund_rate_daily", deferred["dag_run_id"])
+    assert states["register_definition"] == "skipped" and states["publish"] == "skipped"  # refunds not in yet
+
+    admin.post("/api/v2/dags/refunds_daily/dagRuns", {"dag_run_id": RUN_ID, "logical_date": LOGICAL})
+    _wait_state(airflow, admin, "refunds_daily", "approve", {"awaiting_input"})
+    _answer(airflow, "refunds_daily", "approve", "dave", "Approve")
+    assert _run_state(airflow, admin, "refunds_daily") == "success"
+
+    def second_run():
+        runs = _runs(admin, "refund_rate_daily")
+        return runs[1] if len(runs) > 1 else None
+
+    run_id = airflow.wait("refunds_daily's event to trigger refund_rate_daily", second_run, timeout=120)[
+        "dag_run_id"
+    ]
+    _wait_state(airflow, admin, "refund_rate_daily", "approve", {"awaiting_input"}, run_id=run_id)
+    _answer(airflow, "refund_rate_daily", "approve", "carol", "Approve", run_id=run_id)
+    assert _run_state(airflow, admin, "refund_rate_daily", run_id=run_id) == "success"
+
+    with mart.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT metric_key, dimensions->>'region' AS region, sum(value) FROM metrics_mart.metric_value_current "
+                "WHERE period_start = '2026-11-26' GROUP BY 1, 2"
+            )
+        ).all()
+        runs = conn.execute(
+            sa.text(
+                "SELECT run_id, period_start FROM metrics_mart.metric_run WHERE metric_key = 'refund_rate_daily'"
+            )
+        ).all()
+    by = {(k, r): v for k, r, v in rows}
+    regions = sorted(r for k, r in by if k == "gmv_daily")
+    expected = {
+        r: by.get(("refunds_daily", r), 0.0) / (by[("gmv_daily", r)] + by.get(("refunds_daily", r), 0.0))
+        for r in regions
+    }
+    assert {r: by[("refund_rate_daily", r)] for r in regions} == pytest.approx(expected)
+    assert [(r, p.isoformat()) for r, p in runs] == [(run_id, "2026-11-26")]
+    events = admin.get("/api/v2/assets/events?limit=20")["asset_events"]
+    derived = [e for e in events if e["uri"] == "metrics_mart://refund_rate_daily"]
+    assert [e["extra"]["periods"] for e in derived] == [["2026-11-26"]]  # its own downstream can follow it

@@ -152,7 +152,13 @@ def published(mart, demo_data):
 def test_dictionary_search_and_a_metric_page_read_the_mart(client, published):
     headers = bearer(client, "carol")
     listing = client.get(PREFIX + "/api/metrics", headers=headers).json()["metrics"]
-    assert [m["key"] for m in listing] == ["gmv_daily", "lead_conversion_rate", "refund_rate_weekly"]
+    assert [m["key"] for m in listing] == [
+        "gmv_daily",
+        "lead_conversion_rate",
+        "refund_rate_daily",
+        "refund_rate_weekly",
+        "refunds_daily",
+    ]
     gmv = listing[0]
     assert gmv["owner"] == {"key": "alice", "name": "Alice Wang"}
     assert (gmv["department"]["name"], gmv["version"], gmv["registered_version"]) == ("Sales", 1, 1)

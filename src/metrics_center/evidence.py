@@ -52,7 +52,9 @@ def approval_body(
     conversion rates is not a number anyone should approve.
     """
     lines = [f"**{name}** — period **{period}** — stage **{stage}**", ""]
-    if total is not None:
+    if total is not None and by_period:
+        lines.append(f"Total: **{_fmt(total, unit)}** over {rows} row(s) in {len(by_period)} periods")
+    elif total is not None:
         total_prev = sum(v for v in previous.values() if v is not None) if previous else None
         lines.append(
             f"Total: **{_fmt(total, unit)}** over {rows} row(s); vs {previous_period}: {_change(total, total_prev)}"
@@ -61,16 +63,15 @@ def approval_body(
         lines.append(f"{rows} row(s); no total: this metric is not additive across its dimensions")
     if restatement:
         lines.append(
-            "\n⚠️ **Explicit restatement** (triggered with `restate`): approving replaces this period's values "
-            "even if a newer run published them."
+            "\n⚠️ **Explicit restatement**: approving replaces the published values of "
+            + ("these periods" if by_period else "this period")
+            + " even if a newer run published them."
         )
     if impact:
         lines += ["", *impact_lines(impact, unit=unit)]
     if by_period:
         additive = total is not None
-        changed = sum(
-            1 for p in by_period if p["old_rows"] != p["new_rows"] or p["old_total"] != p["new_total"]
-        )
+        changed = sum(1 for p in by_period if _differs(p))
         lines += [
             "",
             f"**{len(by_period)} periods in one decision** — {changed} differ from what is published; approving "
@@ -130,6 +131,14 @@ def approval_body(
         lines += ["", "**Earlier stages**: " + "; ".join(earlier_approvals)]
     lines += ["", "---", doc]
     return "\n".join(lines)
+
+
+def _differs(period: dict[str, Any]) -> bool:
+    """Rows or total changed (beyond floating-point summation order)."""
+    old, new = period["old_total"], period["new_total"]
+    if period["old_rows"] != period["new_rows"] or (old is None) != (new is None):
+        return True
+    return old is not None and abs(new - old) > 1e-9 * max(1.0, abs(old))
 
 
 def impact_lines(impact: dict[str, Any], *, unit: str) -> list[str]:

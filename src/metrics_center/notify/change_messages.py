@@ -22,7 +22,7 @@ def dictionary_url(base_url: str | None, key: str) -> str | None:
 def render_definition_change(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
     p = payloads[0]
     key = _text(p.get("metric_key"))
-    old, new = p.get("old_version"), p.get("new_version")
+    old, new = p.get("old_version"), p["new_version"]  # a payload without it is shown generically
     kind = "⚠️ Breaking change" if p.get("breaking") else "Definition change"
     if old is None:
         header = f"New metric: {_text(p.get('metric_name')) or key} v{new}"

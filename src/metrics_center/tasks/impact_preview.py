@@ -10,7 +10,8 @@ already (every run but a new version's first). For a new version it:
    reported, never fatal: the broadcast must go out anyway;
 3. in one transaction: claims the announcement (``metric_definition.announced_at``, so concurrent or
    retried runs announce once), stores the preview and writes a ``definition_change`` notification for
-   the owner's department, every subscriber and the owners of every metric built on it.
+   the owner's department, every subscriber and the owners of every metric built on it. A metric's
+   first version changes nobody's numbers: it is claimed without a broadcast.
 
 The preview is shown to the first approver of the version's first run (see the approval evidence).
 """
@@ -217,7 +218,11 @@ def announce(
     from metrics_center.notify.broadcast import change_recipients, downstream_of, enqueue_for_all
 
     downstream = downstream_of(spec)
-    recipients = change_recipients(spec=spec, teams=teams, downstream=downstream)
+    # A metric's first version is not a change to anyone's numbers: it is claimed, not broadcast (a new
+    # deployment of a thousand metrics must not post a thousand messages to every subscriber channel).
+    recipients = (
+        change_recipients(spec=spec, teams=teams, downstream=downstream) if previous is not None else []
+    )
     author = (current.definition or {}).get("provenance") or {}
     payload = {
         "metric_key": spec.key,
