@@ -209,6 +209,33 @@ def test_dictionary_search_and_a_metric_page_read_the_mart(client, published):
     assert page.text.count('class="mc-chart"') == 12
     assert client.get(PREFIX + "/metrics/no_such_metric", headers=headers).status_code == 404
 
+    # Lineage both ways, and each version's change with its diff.
+    assert detail["lineage"] == {
+        "upstream": [],
+        "downstream": [{"key": "refund_rate_daily", "name": "Refund rate (退款率, daily)"}],
+    }
+    derived = client.get(PREFIX + "/api/metrics/refund_rate_daily", headers=headers).json()
+    assert [u["key"] for u in derived["lineage"]["upstream"]] == ["gmv_daily", "refunds_daily"]
+    assert [s["kind"] for s in derived["sources"]] == ["metric", "metric"]
+    assert 'href="/metrics-center/metrics/refund_rate_daily"' in page.text.replace(PREFIX, "/metrics-center")
+    from metrics_center import settings
+    from metrics_center.definition import load_definition
+    from metrics_center.loader import load_catalog
+    from metrics_center.mart.definitions import register_definition
+
+    spec = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir()).metrics["gmv_daily"].spec
+    v2 = spec.model_copy(update={"version": 2, "unit": "CNY thousand", "change_note": "In thousands."})
+    definition = load_definition(v2)
+    register_definition(
+        published, spec=v2, definition=definition.document, definition_hash=definition.meaning_hash
+    )
+    changes = client.get(PREFIX + "/api/metrics/gmv_daily", headers=headers).json()["version_changes"]
+    assert changes["1"]["summary"] == "first version"
+    assert changes["2"]["breaking"] is True and "unit: CNY → CNY thousand" in changes["2"]["summary"]
+    assert "+unit: CNY thousand" in changes["2"]["diff"]
+    page = client.get(PREFIX + "/metrics/gmv_daily", headers=headers).text
+    assert 'id="v2"' in page and "<summary>diff</summary>" in page and "breaking</span>" in page
+
 
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.parametrize("mart", ["postgres", "sqlite"], indirect=True)

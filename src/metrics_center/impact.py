@@ -104,12 +104,17 @@ def compare_versions(
         dims_sql = "".join(f', CAST("{d}" AS VARCHAR) AS "{d}"' for d in common)
         group = "".join(f', "{d}"' for d in common)
         for side in ("old", "new"):
-            con.execute(
-                f"""CREATE TEMP TABLE {side} AS
-                SELECT CAST(period_start AS DATE) AS period_start{dims_sql}, SUM(CAST(value AS DOUBLE)) AS value
+            # Each side has one row per (period, dimensions) already (the transform checks it, the mart's
+            # unique index too): only versions with different dimensions need summing to the shared ones.
+            sql = (
+                f"""SELECT CAST(period_start AS DATE) AS period_start{dims_sql}, CAST(value AS DOUBLE) AS value
+                FROM {side}_raw WHERE CAST(period_start AS DATE) IN (SELECT period_start FROM wanted)"""
+                if same_dims
+                else f"""SELECT CAST(period_start AS DATE) AS period_start{dims_sql}, SUM(CAST(value AS DOUBLE)) AS value
                 FROM {side}_raw WHERE CAST(period_start AS DATE) IN (SELECT period_start FROM wanted)
                 GROUP BY CAST(period_start AS DATE){group}"""
-            )  # identifiers are validated dimension names
+            )
+            con.execute(f"CREATE TEMP VIEW {side} AS {sql}")  # identifiers are validated dimension names
         counted = "SELECT count(*) FROM {} WHERE CAST(period_start AS DATE) IN (SELECT * FROM wanted)"
         rows_old = con.execute(counted.format("old_raw")).fetchone()[0]
         rows_new = con.execute(counted.format("new_raw")).fetchone()[0]

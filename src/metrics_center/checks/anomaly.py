@@ -98,33 +98,13 @@ def load_history(
 
 
 def _copy_out(conn: Connection, query: sa.Select, *, columns: list[str]) -> pd.DataFrame:
-    """Postgres: stream the query through ``COPY … TO STDOUT`` into Arrow (10× faster than fetching rows).
-
-    The statement is SQLAlchemy's own rendering with its bound values escaped as literals: the metric
-    key (a validated identifier), dates and a version number — no user text.
-    """
-    import io
-
+    """Postgres: the history through ``COPY … TO STDOUT`` (see :func:`metrics_center.mart.values.copy_out`)."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
-    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    buffer = io.BytesIO()
-    cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
-        for chunk in copy:
-            buffer.write(chunk)
+    from metrics_center.mart.values import copy_out
+
     types = {"period_start": pa.date32(), "value": pa.float64(), **dict.fromkeys(columns[1:-1], pa.string())}
-    if not buffer.getbuffer().nbytes:  # no history at all (a new metric): Arrow refuses an empty CSV
-        return pa.schema(types.items()).empty_table().select(columns).to_pandas()
-    table = pacsv.read_csv(
-        io.BytesIO(buffer.getvalue()),
-        read_options=pacsv.ReadOptions(column_names=columns),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False
-        ),
-    )
-    return table.to_pandas()
+    return copy_out(conn, query, schema=pa.schema([(c, types[c]) for c in columns])).to_pandas()
 
 
 def score(

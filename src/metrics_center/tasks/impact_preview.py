@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -88,16 +89,21 @@ def compute_impact(
     computation = of_periods(
         spec=spec, root=root, periods=[period_containing(d, grain=spec.grain) for d in starts]
     )
-    for name in spec.sources:
-        extract_source(spec=spec, source_name=name, computation=computation)
-    new = transform_table(computation)
-    old = current_values_table(
-        engine,
-        metric_key=spec.key,
-        dimensions=old_dimensions,
-        period_starts=starts,
-        before_version=before_version,
-    )
+    # What the old version published is read (Postgres COPY, Arrow's CSV parser) while the new version
+    # is extracted and transformed (DuckDB): both release the GIL, so the read costs little wall time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-read") as pool:
+        published = pool.submit(
+            current_values_table,
+            engine,
+            metric_key=spec.key,
+            dimensions=old_dimensions,
+            period_starts=starts,
+            before_version=before_version,
+        )
+        for name in spec.sources:
+            extract_source(spec=spec, source_name=name, computation=computation)
+        new = transform_table(computation)
+        old = published.result()
     return compare_versions(
         old=old,
         new=new,

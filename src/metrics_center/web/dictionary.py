@@ -124,10 +124,27 @@ def detail(catalog: Catalog, engine: Engine, spec: MetricSpec) -> dict[str, Any]
         "transform": {"path": spec.transform.sql, "sql": _sql_text(spec.transform.sql)},
         "quality": [{"expect": rule.expect, **rule.kwargs} for rule in spec.quality],
         "versions": queries.versions(engine, spec.key),
+        "version_changes": queries.version_changes(engine, spec.key),
+        "lineage": _lineage(catalog, spec.key),
         "latest": queries.latest_values(engine, spec.key),
         "charts": small_multiples(unit=spec.unit, rows=rows, order=spec.dimensions),
         "anomalies": queries.open_anomalies(engine, spec.key),
         "publications": queries.publications(engine, spec.key),
+    }
+
+
+def _lineage(catalog: Catalog, key: str) -> dict[str, list[dict[str, str]]]:
+    """The metrics this one reads (directly) and the metrics that read it, with their names."""
+    from metrics_center.lineage import Lineage
+
+    lineage = Lineage.of(m.spec for m in catalog.metrics.values())
+
+    def named(keys: Any) -> list[dict[str, str]]:
+        return [{"key": k, "name": catalog.metrics[k].spec.name if k in catalog.metrics else k} for k in keys]
+
+    return {
+        "upstream": named(lineage.upstream.get(key, ())),
+        "downstream": named(lineage.downstream.get(key, ())),
     }
 
 
@@ -158,10 +175,12 @@ def _sources(spec: MetricSpec) -> list[dict[str, Any]]:
     found = []
     for name, source in spec.sources.items():
         sql_path = getattr(source, "sql", None)
+        metric = getattr(source, "metric", None)
         found.append(
             {
                 "name": name,
-                "kind": "database" if sql_path else "file",
+                "kind": "metric" if metric else "database" if sql_path else "file",
+                "metric": metric,
                 "conn_id": getattr(source, "conn_id", None),
                 "path": getattr(source, "path", None),
                 "sql_path": sql_path,

@@ -73,6 +73,40 @@ def versions(engine: Engine, key: str) -> list[Row]:
     return _rows(engine, sa.select(*cols).where(t.c.metric_key == key).order_by(t.c.version.desc()))
 
 
+def version_changes(engine: Engine, key: str) -> dict[int, dict[str, Any]]:
+    """Per registered version: what changed from the one before (classification and diff) and its impact preview."""
+    from metrics_center.changes import compare_documents, unified_diff
+    from metrics_center.mart.tables import impact_preview
+
+    t = metric_definition
+    rows = _rows(
+        engine, sa.select(t.c.version, t.c.definition).where(t.c.metric_key == key).order_by(t.c.version)
+    )
+    previews = {
+        r["version"]: r
+        for r in _rows(engine, sa.select(impact_preview).where(impact_preview.c.metric_key == key))
+    }
+    found: dict[int, dict[str, Any]] = {}
+    previous = None
+    for row in rows:
+        document = (
+            row["definition"] if not isinstance(row["definition"], str) else json.loads(row["definition"])
+        )
+        change = compare_documents(previous, document)
+        preview = previews.get(row["version"])
+        found[row["version"]] = {
+            "breaking": change.breaking if previous is not None else None,
+            "summary": change.summary() if previous is not None else "first version",
+            "diff": unified_diff(previous, document, old_label="before", new_label=f"v{row['version']}")
+            if previous is not None
+            else "",
+            "author": ((document.get("provenance") or {}).get("description")),
+            "preview": (preview["summary"] or {"error": preview["error"]}) if preview else None,
+        }
+        previous = document
+    return found
+
+
 def history(engine: Engine, key: str, *, periods: int, before: date | None = None) -> list[Row]:
     """Current published values of the newest ``periods`` periods (before ``before``), oldest first."""
     v = metric_value_current
