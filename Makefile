@@ -51,6 +51,8 @@ benchmark: venv
 	$(PY) benchmarks/outbox.py
 	$(PY) benchmarks/slack_ack.py
 	$(PY) benchmarks/approvals.py
+	$(PY) benchmarks/impact_preview.py
+	$(PY) benchmarks/validate_against.py
 
 clean:
 	rm -rf .airflow demo_data

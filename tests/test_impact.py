@@ -254,3 +254,63 @@ def test_a_failed_preview_still_announces_and_a_non_breaking_version_needs_none(
     assert (first["announced"], first["notifications"], first["preview"]) == ("now", 0, None)
     with mart.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(notification)).scalar() == 4
+
+
+@pytest.mark.parametrize("mart", ["postgres", "sqlite"], indirect=True)
+def test_a_version_is_registered_once_across_repeated_and_concurrent_registrations(mart):
+    """Eight workers register refund_rate_daily v1 then v2 at once: one row per version, its inputs once."""
+    from metrics_center import settings
+    from metrics_center.definition import load_definition
+    from metrics_center.loader import load_catalog
+    from metrics_center.mart.definitions import register_definition
+    from metrics_center.mart.tables import metric_definition, metric_input
+
+    v1 = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir()).metrics["refund_rate_daily"].spec
+    v2 = v1.model_copy(
+        update={"version": 2, "formula": "refunds / gross paid", "change_note": "Formula in words."}
+    )
+    outcomes: dict[int, list[str]] = {1: [], 2: []}
+    for spec in (v1, v2):
+        definition = load_definition(spec)
+
+        def register(spec=spec, definition=definition):
+            outcomes[spec.version].append(
+                register_definition(
+                    mart, spec=spec, definition=definition.document, definition_hash=definition.meaning_hash
+                )
+            )
+
+        threads = [threading.Thread(target=register) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        register()  # and once more, later (a retry)
+    assert {v: sorted(o) for v, o in outcomes.items()} == {
+        1: ["new_version"] + ["unchanged"] * 8,
+        2: ["new_version"] + ["unchanged"] * 8,
+    }
+    with mart.connect() as conn:
+        versions = conn.execute(
+            sa.select(metric_definition.c.version, metric_definition.c.valid_to.is_(None)).order_by(
+                metric_definition.c.version
+            )
+        ).all()
+        inputs = conn.execute(
+            sa.select(metric_input.c.version, metric_input.c.input_key).order_by(
+                metric_input.c.version, metric_input.c.input_key
+            )
+        ).all()
+        dictionary = conn.execute(
+            sa.text(
+                "SELECT current_version, upstream_metrics FROM metric_dictionary WHERE metric_key = 'refund_rate_daily'"
+            )
+        ).one()
+    assert [tuple(v) for v in versions] == [(1, False), (2, True)]
+    assert [tuple(i) for i in inputs] == [
+        (1, "gmv_daily"),
+        (1, "refunds_daily"),
+        (2, "gmv_daily"),
+        (2, "refunds_daily"),
+    ]
+    assert tuple(dictionary) == (2, "gmv_daily, refunds_daily")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import sqlalchemy as sa
 
 from metrics_center.errors import MartError
+from metrics_center.mart.engine import locked_transaction
 from metrics_center.mart.tables import metric_definition, metric_input
 from metrics_center.spec import MetricSource
 
@@ -38,9 +39,9 @@ def register_definition(
     """
     now = now or datetime.now(UTC)
     t = metric_definition
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "def:" + spec.key})
+    # One writer per metric at a time (Postgres advisory lock; SQLite BEGIN IMMEDIATE): concurrent first
+    # runs of a new version register it once.
+    with locked_transaction(engine, key="def:" + spec.key) as conn:
         newest = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.metric_key == spec.key)).scalar()
         if newest is not None and newest > spec.version:
             raise MartError(

@@ -200,9 +200,8 @@ def _name(teams: Teams | None, person: str) -> str:
 
 def _period_label(engine: Engine, *, spec: MetricSpec, run_id: str) -> str:
     from metrics_center.mart.runs import get_run
-    from metrics_center.periods import period_containing
 
     run = get_run(engine, metric_key=spec.key, run_id=run_id)
     if run is None:
         return run_id
-    return period_containing(run.period_start, grain=spec.grain).label()
+    return run.label(spec.grain)  # "2026-11-26", or "3 periods, 2026-11-20 … 2026-11-22" for a restatement

@@ -169,6 +169,8 @@ def _card(
         anomalies=anomalies,
     )
     period = period_start.isoformat() if period_start else None
+    if run is not None and run.periods and len(run.periods) > 1:
+        period = run.label(spec.grain)  # a restatement or input-triggered run of several periods
     return Card(waiting, spec, names, period, charts, anomalies)
 
 
