@@ -107,7 +107,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows (SKUs) per period")
     parser.add_argument("--periods", type=int, default=28)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--profile", action="store_true", help="also time reading v1 and the comparison alone")
+    parser.add_argument(
+        "--profile", action="store_true", help="also time reading v1 and the comparison alone"
+    )
     args = parser.parse_args()
 
     from airflow.sdk import ObjectStoragePath
@@ -186,7 +188,11 @@ def main() -> None:
 
             start = time.perf_counter()
             old = current_values_table(
-                engine, metric_key="bench_sku", dimensions=["sku", "category"], period_starts=days, before_version=2
+                engine,
+                metric_key="bench_sku",
+                dimensions=["sku", "category"],
+                period_starts=days,
+                before_version=2,
             )
             read_s = time.perf_counter() - start
             start = time.perf_counter()
@@ -200,7 +206,9 @@ def main() -> None:
                 to_version=2,
                 periods=days,
             )
-            print(f"  profile: read v1 {read_s:.2f} s ({old.num_rows:,} rows); compare {time.perf_counter() - start:.2f} s")
+            print(
+                f"  profile: read v1 {read_s:.2f} s ({old.num_rows:,} rows); compare {time.perf_counter() - start:.2f} s"
+            )
         baseline()  # warm-up: imports, DuckDB, the page cache
         impact = ours()
         times: dict[str, list[float]] = {"baseline": [], "ours": []}
