@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="SQLAlchemy URL (default: connection metrics_mart, else SQLite in $AIRFLOW_HOME)"
     )
     up.set_defaults(func=_mart_upgrade)
+    from metrics_center import cli_ops
+
+    cli_ops.add_mart_commands(mart_sub)
 
     staging = sub.add_parser("staging", help="the staging area of extracted and transformed Parquet")
     staging_sub = staging.add_subparsers(dest="staging_command", required=True)
@@ -276,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_review.add_commands(sub)
     cli_changes.add_commands(sub)
+    from metrics_center import cli_pools
+
+    cli_pools.add_commands(sub)
     return parser
 
 
