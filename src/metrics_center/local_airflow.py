@@ -175,6 +175,47 @@ class LocalAirflow:
             )
         return self
 
+    def start_celery_workers(self, *, names: list[str], concurrency: int = 1) -> LocalAirflow:
+        """Celery workers as separate processes, each in a working directory of its own and named apart.
+
+        Several workers on one machine share a host name: ``[core] hostname_callable`` is pointed at
+        :func:`worker_hostname`, so each task instance records which worker ran it.
+        """
+        logs = self.home / "component-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            workdir = self.home / "workers" / name
+            workdir.mkdir(parents=True, exist_ok=True)
+            env = {
+                **self.env,
+                "METRICS_CENTER_WORKER_NAME": name,
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "metrics_center.local_airflow.worker_hostname",
+                "TMPDIR": str(workdir / "tmp"),
+            }
+            (workdir / "tmp").mkdir(exist_ok=True)
+            log = (logs / f"worker-{name}.log").open("ab")
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        str(self.bin / "airflow"),
+                        "celery",
+                        "worker",
+                        "--concurrency",
+                        str(concurrency),
+                        "--celery-hostname",
+                        f"{name}@%h",
+                        "--without-mingle",
+                        "--without-gossip",
+                    ],
+                    env=env,
+                    cwd=workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        return self
+
     def stop(self) -> None:
         for proc in self.processes:
             if proc.poll() is None:
@@ -213,3 +254,10 @@ class LocalAirflow:
     def task_states(self, api: Api, dag_id: str, run_id: str) -> dict[str, str | None]:
         tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {t["task_id"]: t["state"] for t in tis}
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` for several workers on one machine: the worker's own name."""
+    import socket
+
+    return os.environ.get("METRICS_CENTER_WORKER_NAME") or socket.getfqdn()

@@ -74,7 +74,6 @@ def render_with(template: str, *, variables: Mapping[str, str], what: str = "tem
 
 def staging_dir(context: Context, spec: MetricSpec) -> ObjectStoragePath:
     """``<staging root>/<metric>/<run id>/``; run ids are made path-safe."""
-    from airflow.sdk import ObjectStoragePath
 
     run_id = re.sub(r"[^A-Za-z0-9._-]+", "_", context["run_id"])
-    return ObjectStoragePath(settings.staging_root()) / spec.key / run_id
+    return settings.staging_path() / spec.key / run_id

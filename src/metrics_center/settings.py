@@ -41,6 +41,26 @@ def staging_root() -> str:
     return os.environ.get("METRICS_CENTER_STAGING", default)
 
 
+def staging_conn_id() -> str | None:
+    """The Airflow connection holding the staging store's credentials (``METRICS_CENTER_STAGING_CONN``).
+
+    Default ``aws_default`` for ``s3://`` staging (and ``google_cloud_default`` for ``gs://``, ``wasb_default``
+    for ``abfs://``); none for local folders. ``METRICS_CENTER_STAGING_CONN=`` (empty) uses the store's own
+    credential chain (instance role, environment) instead.
+    """
+    if "METRICS_CENTER_STAGING_CONN" in os.environ:
+        return os.environ["METRICS_CENTER_STAGING_CONN"] or None
+    scheme = staging_root().split("://", 1)[0] if "://" in staging_root() else "file"
+    return {"s3": "aws_default", "gs": "google_cloud_default", "abfs": "wasb_default"}.get(scheme)
+
+
+def staging_path():  # -> ObjectStoragePath (airflow.sdk is imported only when staging is used)
+    """The staging root as an ``ObjectStoragePath`` with its connection: every task reads and writes through it."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(staging_root(), conn_id=staging_conn_id())
+
+
 def business_timezone() -> str:
     """IANA zone in which a day/week/month closes (``METRICS_CENTER_TIMEZONE``, default UTC)."""
     return os.environ.get("METRICS_CENTER_TIMEZONE", "UTC")

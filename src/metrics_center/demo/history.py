@@ -52,7 +52,6 @@ def seed_history(*, engine: Engine, specs: list[MetricSpec], first: date, end: d
     Each period is computed as the run that normally computes it would (its own template variables);
     metrics built on others come after their inputs and read their just-seeded values.
     """
-    from airflow.sdk import ObjectStoragePath
 
     from metrics_center import settings
     from metrics_center.definition import load_definition
@@ -79,7 +78,7 @@ def seed_history(*, engine: Engine, specs: list[MetricSpec], first: date, end: d
         count = rows = 0
         while period.end <= live.start:
             run_id = f"demo_history__{period.end.isoformat()}"
-            root = ObjectStoragePath(settings.staging_root()) / spec.key / run_id
+            root = settings.staging_path() / spec.key / run_id
             computation = of_periods(spec=spec, root=root, periods=[period], engine=engine)
             for name in spec.sources:
                 extract_source(spec=spec, source_name=name, computation=computation)

@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from metrics_center.definition import effective_timezone
-from metrics_center.tasks.staging import local_parquet_files
+from metrics_center.tasks.staging import is_local, local_parquet_files, read_mode, remote_parquet_files
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,17 +33,29 @@ def _lock_down(con: duckdb.DuckDBPyConnection, *, files: list[str], timezone: st
 
 @contextmanager
 def staged_duckdb(*, computation: Computation, part: PeriodPart) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB with a view per staged source of one period of a computation, locked down."""
+    """An in-memory DuckDB with a view per staged source of one period of a computation, locked down.
+
+    Remote staging (``s3://``…) is read in place through the staging connection's fsspec filesystem
+    (``METRICS_CENTER_STAGING_READ=copy`` downloads the parts to a temporary folder instead); either way
+    ``allowed_paths`` is exactly this period's parts.
+    """
     import duckdb
 
     spec = computation.spec
     con = duckdb.connect()
     try:
         with ExitStack() as stack:
-            staged = {
-                name: stack.enter_context(local_parquet_files(computation.source_folder(name, part)))
-                for name in spec.sources
-            }
+            staged: dict[str, list[str]] = {}
+            for name in spec.sources:
+                folder = computation.source_folder(name, part)
+                if is_local(folder) or read_mode() == "copy":
+                    staged[name] = stack.enter_context(local_parquet_files(folder))
+                else:
+                    staged[name], fs = remote_parquet_files(folder)
+                    if not con.filesystem_is_registered(
+                        fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+                    ):
+                        con.register_filesystem(fs)
             for name, files in staged.items():
                 con.read_parquet(files, union_by_name=True).to_view(name)
             _lock_down(

@@ -185,9 +185,7 @@ def prune_staging(
     if is_unfinished is None:
         is_unfinished = metadata_db_lookup()  # first: never prune without knowing which runs are still going
 
-    from airflow.sdk import ObjectStoragePath
-
-    root = ObjectStoragePath(settings.staging_root())
+    root = settings.staging_path()
     cutoff = (now or datetime.now(UTC)) - older_than
     runs = files = 0
     kept: list[UnfinishedRun] = []

@@ -151,11 +151,36 @@ class PartWriter:
         self.rows += table.num_rows
 
 
+def is_local(folder: ObjectStoragePath) -> bool:
+    return getattr(folder, "protocol", "file") in ("file", "local", "")
+
+
+def remote_parquet_files(folder: ObjectStoragePath) -> tuple[list[str], Any]:
+    """URLs of the parquet parts under a remote ``folder`` and the fsspec filesystem that reads them.
+
+    DuckDB reads them in place through that filesystem (``register_filesystem``): no httpfs extension,
+    no temporary copy, and the credentials of the staging connection.
+    """
+    parts = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
+    protocol = folder.protocol
+    return [f"{protocol}://{p.path}" for p in parts], folder.fs
+
+
+def read_mode() -> str:
+    """How DuckDB reads remote staging: ``direct`` (default) or ``copy`` (``METRICS_CENTER_STAGING_READ``)."""
+    import os
+
+    mode = os.environ.get("METRICS_CENTER_STAGING_READ", "direct")
+    if mode not in ("direct", "copy"):
+        raise MetricsCenterError(f"METRICS_CENTER_STAGING_READ={mode!r}; use direct or copy")
+    return mode
+
+
 @contextmanager
 def local_parquet_files(folder: ObjectStoragePath) -> Iterator[list[str]]:
     """Local paths of the parquet parts under ``folder``; remote parts are copied to a temp dir first."""
     parts = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
-    if getattr(folder, "protocol", "file") in ("file", "local", ""):
+    if is_local(folder):
         yield [str(Path(p.path)) for p in parts]
         return
     tmp = Path(tempfile.mkdtemp(prefix="mc-stage-"))

@@ -17,7 +17,7 @@ from metrics_center.runtime import render_with, staging_dir
 from metrics_center.spec import MetricSpec
 from metrics_center.tasks.computation import RESULT_FOLDER
 from metrics_center.tasks.duck import staged_duckdb
-from metrics_center.tasks.staging import PartWriter, local_parquet_files
+from metrics_center.tasks.staging import PartWriter
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -205,12 +205,20 @@ def result_digest(folder: ObjectStoragePath) -> str:
 
 
 def read_result(*, spec: MetricSpec, context: Context) -> tuple[pa.Table, str]:
-    """The staged result and its digest (publish compares the digest with the one approvers saw)."""
+    """The staged result and its digest (publish compares the digest with the one approvers saw).
+
+    Each part is read once, from wherever staging lives: its bytes are hashed and parsed from memory.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = staging_dir(context, spec) / RESULT_FOLDER
-    digest = result_digest(folder)
-    with local_parquet_files(folder) as files:
-        table = pa.concat_tables(pq.read_table(f) for f in files)
-    return table, digest
+    digest = hashlib.sha256()
+    tables = []
+    for part in sorted(folder.iterdir(), key=lambda p: p.name):
+        data = part.read_bytes()
+        digest.update(part.name.encode())
+        digest.update(data)
+        if part.name.endswith(".parquet"):
+            tables.append(pq.read_table(pa.BufferReader(data)))
+    return pa.concat_tables(tables), digest.hexdigest()
