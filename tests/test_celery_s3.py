@@ -227,3 +227,23 @@ def test_two_metrics_run_across_two_celery_workers_with_staging_on_s3(celery, s3
     for worker in WORKERS:
         leftovers = [p for p in (airflow.home / "workers" / worker).rglob("*.parquet")]
         assert leftovers == [], leftovers
+
+
+def test_staging_init_creates_the_bucket_through_the_connection(s3, monkeypatch, capsys):
+    from metrics_center.cli import main
+
+    endpoint, client = s3
+    connection = {
+        "conn_type": "aws",
+        "login": KEYS["aws_access_key_id"],
+        "password": KEYS["aws_secret_access_key"],
+        "extra": {"endpoint_url": endpoint, "region_name": KEYS["region_name"]},
+    }
+    monkeypatch.setenv("METRICS_CENTER_STAGING", "s3://fresh-staging/metrics")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    assert main(["staging", "init"]) == 0
+    assert "staging ready at s3://fresh-staging/metrics (connection aws_default)" in capsys.readouterr().out
+    assert client.get_object(Bucket="fresh-staging", Key="metrics/.metrics-center")["Body"].read()
+    monkeypatch.setenv("METRICS_CENTER_STAGING_CONN", "no_such_connection")
+    assert main(["staging", "init"]) == 1
+    assert "connection no_such_connection" in capsys.readouterr().err

@@ -25,7 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
-SECRETS = ("AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "AIRFLOW_API_SECRET_KEY")
+SECRETS = ("AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "AIRFLOW_API_SECRET_KEY", "MINIO_ROOT_PASSWORD")
 #: What each secret becomes inside the containers.
 SETTINGS = {
     "AIRFLOW_JWT_SECRET": "AIRFLOW__API_AUTH__JWT_SECRET",
@@ -78,6 +78,7 @@ def test_every_secret_is_required_with_a_message_saying_how_to_generate_it():
                 continue
             assert REQUIRED_FORM.match(str(value)), f"{name}: {key} has a literal or default value: {value!r}"
     common = compose["x-airflow-common"]["environment"]
+    assert "${MINIO_ROOT_PASSWORD:?" in common["AIRFLOW_CONN_AWS_DEFAULT"]  # the staging connection's secret
     for var, setting in SETTINGS.items():
         assert REQUIRED_FORM.match(common[setting]).group("var") == var
 
@@ -133,6 +134,7 @@ VALUES = {
     "AIRFLOW_JWT_SECRET": "jwt-test-value",
     "AIRFLOW_FERNET_KEY": "fernet-test-value",
     "AIRFLOW_API_SECRET_KEY": "api-test-value",
+    "MINIO_ROOT_PASSWORD": "minio-test-value",
 }
 
 
@@ -156,6 +158,48 @@ def test_docker_compose_passes_the_secrets_to_every_airflow_service(compose_conf
     airflow = {name: s for name, s in services.items() if name.startswith("airflow-")}
     assert {"airflow-apiserver", "airflow-scheduler", "airflow-init"} <= set(airflow)
     for service in airflow.values():
-        assert {SETTINGS[var]: service["environment"][SETTINGS[var]] for var in SECRETS} == {
-            SETTINGS[var]: VALUES[var] for var in SECRETS
+        assert {setting: service["environment"][setting] for setting in SETTINGS.values()} == {
+            setting: VALUES[var] for var, setting in SETTINGS.items()
         }
+
+
+def test_docker_compose_runs_celery_workers_with_staging_in_the_bucket(compose_config):
+    """What README and docs/operations.md promise: Celery + Redis, scalable workers, staging on an S3 store."""
+    result = compose_config(VALUES, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {
+        "postgres",
+        "redis",
+        "minio",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    } <= set(services)
+    worker = services["airflow-worker"]
+    assert worker["command"] == ["celery", "worker"]
+    assert "container_name" not in worker and not worker.get("ports")  # `--scale airflow-worker=N` works
+    for name, service in services.items():
+        if not name.startswith("airflow-"):
+            continue
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+        assert env["METRICS_CENTER_STAGING"] == "s3://metrics-center/staging"
+        assert env["METRICS_CENTER_STAGING_CONN"] == "aws_default"
+        connection = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
+        assert connection["extra"]["endpoint_url"] == "http://minio:9000"
+        assert (
+            connection["password"]
+            == VALUES["MINIO_ROOT_PASSWORD"]
+            == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+        )
+        targets = {m["target"] for m in service.get("volumes", [])}
+        assert {"/opt/airflow/dags", "/opt/airflow/include", "/opt/airflow/demo_data"} <= targets
+        assert "/opt/airflow/staging" not in targets  # no worker-local staging
+        depends = service.get("depends_on", {})
+        assert {"postgres", "redis", "minio"} <= set(depends), name
+    assert "metrics-center staging init" in " ".join(services["airflow-init"]["command"])

@@ -138,6 +138,24 @@ def _staging_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _staging_init(args: argparse.Namespace) -> int:
+    """Create the staging root (for ``s3://bucket/prefix``: the bucket too) through its connection."""
+    root = settings.staging_path()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".metrics-center"
+        probe.write_text("staging root of Metrics Center\n")
+    except Exception as exc:  # credentials, endpoint, permissions: say which store and connection
+        print(
+            f"metrics-center staging init: cannot write to {settings.staging_root()} (connection "
+            f"{settings.staging_conn_id() or 'none'}): {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"staging ready at {settings.staging_root()} (connection {settings.staging_conn_id() or 'none'})")
+    return 0
+
+
 def _notifications_list(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
@@ -237,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--older-than", default="14d", help="e.g. 36h, 14d, 2w (default 14d)")
     prune.add_argument("--dry-run", action="store_true", help="only count what would go")
     prune.set_defaults(func=_staging_prune)
+    init = staging_sub.add_parser(
+        "init",
+        help="create the staging root (the bucket of s3://bucket/prefix) and check it is writable",
+        description="Uses METRICS_CENTER_STAGING and its connection (METRICS_CENTER_STAGING_CONN, default "
+        "aws_default for s3://). docker-compose's airflow-init runs it.",
+    )
+    init.set_defaults(func=_staging_init)
 
     notifications = sub.add_parser("notifications", help="the outbox of Slack notifications")
     notifications_sub = notifications.add_subparsers(dest="notifications_command", required=True)
