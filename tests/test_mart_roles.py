@@ -240,14 +240,18 @@ def test_an_upgrade_that_recreates_views_drops_grants_until_granted_again(mart, 
     assert all(_can(mart, role, view, "SELECT") for view in VIEWS)
 
 
-def test_the_mart_owner_grants_without_being_superuser(roles):
-    """The documented setup: a non-superuser owner with CREATEROLE migrates the mart and grants BI."""
+@pytest.mark.parametrize("createrole", [True, False], ids=["owner-creates-role", "dba-creates-role"])
+def test_the_mart_owner_grants_without_being_superuser(roles, createrole):
+    """The documented setups: a non-superuser mart owner migrates the mart and grants BI; it creates the role
+    itself if it has CREATEROLE, else a DBA creates the role first and the owner only grants."""
     owner, reader_role = roles(), roles()
     database = f"mc_roles_{uuid.uuid4().hex[:8]}"
     admin = _admin()
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE ROLE "{owner}" LOGIN CREATEROLE'))
+        conn.execute(sa.text(f'CREATE ROLE "{owner}" LOGIN {"CREATEROLE" if createrole else ""}'))
         conn.execute(sa.text(f'CREATE DATABASE "{database}" OWNER "{owner}"'))
+        if not createrole:
+            conn.execute(sa.text(f'CREATE ROLE "{reader_role}" LOGIN'))
     url = admin.url.set(database=database, username=owner, drivername="postgresql+psycopg")
     owner_engine = create_mart_engine(url)
     reader = _as(owner_engine, reader_role)
@@ -255,13 +259,16 @@ def test_the_mart_owner_grants_without_being_superuser(roles):
         upgrade(owner_engine)
         with owner_engine.connect() as conn:
             assert set(mart_views(conn)) == VIEWS
+        if not createrole:
+            with pytest.raises(
+                MartError, match="permission denied to create role — run grant-reader as the mart"
+            ):
+                grant_reader(engine=owner_engine, role=roles())
         grant = grant_reader(engine=owner_engine, role=reader_role)
-        assert grant.created
+        assert grant.created is createrole
         with reader.connect() as conn:
-            assert (
-                conn.execute(sa.text(f"SELECT count(*) FROM {MART_SCHEMA}.metric_value_current")).scalar()
-                == 0
-            )
+            count = conn.execute(sa.text(f"SELECT count(*) FROM {MART_SCHEMA}.metric_value_current"))
+            assert count.scalar() == 0
         _denied(reader, f"SELECT 1 FROM {MART_SCHEMA}.metric_value")
     finally:
         reader.dispose()
