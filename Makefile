@@ -53,6 +53,7 @@ benchmark: venv
 	$(PY) benchmarks/approvals.py
 	$(PY) benchmarks/impact_preview.py
 	$(PY) benchmarks/validate_against.py
+	$(PY) benchmarks/staging_s3.py
 
 clean:
 	rm -rf .airflow demo_data

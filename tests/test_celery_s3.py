@@ -129,6 +129,9 @@ def celery(tmp_path_factory, databases, s3, demo_data):
             "METRICS_CENTER_HOME": str(include),
             "METRICS_CENTER_DATA_ROOT": str(demo_data.root),
             "METRICS_CENTER_STAGING": f"s3://{BUCKET}/staging",
+            # DuckDB reads the staged parts in place from the bucket (the default downloads them first,
+            # which tests/test_demo.py exercises on fsspec's memory filesystem).
+            "METRICS_CENTER_STAGING_READ": "direct",
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
                 {
                     "conn_type": "aws",

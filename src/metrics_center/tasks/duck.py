@@ -35,9 +35,10 @@ def _lock_down(con: duckdb.DuckDBPyConnection, *, files: list[str], timezone: st
 def staged_duckdb(*, computation: Computation, part: PeriodPart) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB with a view per staged source of one period of a computation, locked down.
 
-    Remote staging (``s3://``…) is read in place through the staging connection's fsspec filesystem
-    (``METRICS_CENTER_STAGING_READ=copy`` downloads the parts to a temporary folder instead); either way
-    ``allowed_paths`` is exactly this period's parts.
+    Remote staging (``s3://``…) is downloaded to a temporary folder, or with
+    ``METRICS_CENTER_STAGING_READ=direct`` read in place through the staging connection's fsspec
+    filesystem (DuckDB's httpfs extension cannot be installed offline); either way ``allowed_paths`` is
+    exactly this period's parts.
     """
     import duckdb
 

@@ -167,10 +167,15 @@ def remote_parquet_files(folder: ObjectStoragePath) -> tuple[list[str], Any]:
 
 
 def read_mode() -> str:
-    """How DuckDB reads remote staging: ``direct`` (default) or ``copy`` (``METRICS_CENTER_STAGING_READ``)."""
+    """How DuckDB reads remote staging (``METRICS_CENTER_STAGING_READ``): ``copy`` (default) or ``direct``.
+
+    Measured (benchmarks/staging_s3.py, 1M rows on a local S3 server): downloading the parts first was 1.29x
+    faster than DuckDB reading them in place through fsspec (every range request goes through Python).
+    ``direct`` saves the local disk space and may win when queries read few columns of large remote files.
+    """
     import os
 
-    mode = os.environ.get("METRICS_CENTER_STAGING_READ", "direct")
+    mode = os.environ.get("METRICS_CENTER_STAGING_READ", "copy")
     if mode not in ("direct", "copy"):
         raise MetricsCenterError(f"METRICS_CENTER_STAGING_READ={mode!r}; use direct or copy")
     return mode
