@@ -276,3 +276,27 @@ def test_the_mart_owner_grants_without_being_superuser(roles, createrole):
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
+
+
+@postgres_only
+def test_mart_upgrade_grants_the_views_again_to_every_reader(mart, roles, capsys):
+    """`metrics-center mart upgrade` takes the readers before migrating and grants them again after."""
+    from alembic import command
+    from alembic.config import Config
+
+    from metrics_center.cli import main
+    from metrics_center.mart.migrate import _MIGRATIONS
+
+    roles.databases.append(mart.url.database)
+    role = roles()
+    grant_reader(engine=mart, role=role)
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with mart.begin() as conn:  # back to 0005: 0006 will recreate metric_dictionary
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")
+    url = mart.url.render_as_string(hide_password=False)
+    assert main(["mart", "upgrade", "--url", url]) == 0
+    assert f"granted the views again to {role}" in capsys.readouterr().out
+    assert all(_can(mart, role, view, "SELECT") for view in VIEWS)
+    assert not _can(mart, role, "metric_value", "SELECT")

@@ -78,10 +78,17 @@ def _schema(args: argparse.Namespace) -> int:
 def _mart_upgrade(args: argparse.Namespace) -> int:
     from metrics_center.mart.engine import create_mart_engine
     from metrics_center.mart.migrate import upgrade
+    from metrics_center.mart.roles import grant_reader, view_readers
 
     engine = create_mart_engine(args.url)
+    # A migration that recreates a view drops its grants: BI readers get theirs back right after.
+    readers = view_readers(engine=engine) if engine.dialect.name == "postgresql" else []
     revision = upgrade(engine)
+    for role in readers:
+        grant_reader(engine=engine, role=role)
     print(f"mart at revision {revision} ({engine.url.render_as_string(hide_password=True)})")
+    if readers:
+        print(f"granted the views again to {', '.join(readers)}")
     return 0
 
 
