@@ -41,9 +41,10 @@ TARGET_ONE_DAG_S = 0.1
 DEPARTMENTS = ("sales", "finance", "marketing", "data")
 OWNERS = {"sales": "alice", "finance": "carol", "marketing": "erin", "data": "frank"}
 
-# The 8 tasks of a metric with 2 sources and 2 approval stages, and their dependencies.
+# The 9 tasks of a metric with 2 sources and 2 approval stages, and their dependencies.
 TASKS = (
     "register_definition",
+    "impact_preview",
     "extract_orders",
     "extract_refunds",
     "transform",
@@ -53,6 +54,8 @@ TASKS = (
     "publish",
 )
 EDGES = (
+    ("register_definition", "impact_preview"),
+    ("impact_preview", "approve_sales_review"),
     ("register_definition", "extract_orders"),
     ("register_definition", "extract_refunds"),
     ("extract_orders", "transform"),

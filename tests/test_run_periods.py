@@ -120,3 +120,15 @@ def test_the_trigger_forms_empty_fields_ask_for_nothing():
     assert requested_restatement({"periods": "2026-11-01, 2026-11-03"}, grain="day")[0][1].start == date(
         2026, 11, 3
     )
+
+
+def test_the_trigger_forms_one_field_takes_a_day_a_range_or_a_list():
+    assert [p.start.day for p in _choose({"restate": "2026-11-28..2026-11-30"}).periods] == [28, 29, 30]
+    assert [p.start.day for p in _choose({"restate": "2026-11-03, 2026-11-10"}).periods] == [3, 10]
+    assert _choose({"restate": "2026-11-05"}).periods[0].start == date(2026, 11, 5)
+    assert _choose({"restate": " "}).restatement is False  # an emptied field
+    assert _choose({"restate": "true"}).periods[0].start == date(2026, 12, 2)  # the rule's period, replacing
+    with pytest.raises(InvalidRestatement, match="not a range"):
+        _choose({"restate": "2026-11-01.."})
+    with pytest.raises(InvalidRestatement, match="not both"):
+        _choose({"restate": "2026-11-01", "from": "2026-11-02"})

@@ -80,8 +80,9 @@ def requested_restatement(
     """The periods a trigger's conf asks for, and whether it is a restatement; None when it asks for none.
 
     ``{"periods": ["2026-11-02", …]}`` names periods by any day in them; ``{"from": …, "to": …}`` is a
-    range (``to`` defaults to ``from``); ``{"restate": true}`` alone restates the period rule's period.
-    Empty values (the trigger form's defaults) count as absent.
+    range (``to`` defaults to ``from``); ``{"restate": true}`` alone restates the period rule's period. The
+    trigger form's one field puts the same in ``restate`` as text: ``"2026-11-03"``, ``"2026-11-01..2026-11-30"``
+    or ``"2026-11-03, 2026-11-10"``. Empty values (the form's defaults) count as absent.
     """
     conf = conf or {}
     unknown = sorted(k for k in conf if k not in CONF_KEYS)
@@ -99,7 +100,26 @@ def requested_restatement(
         raise InvalidRestatement("restatement: give either periods or from/to, not both")
     if last and not first:
         raise InvalidRestatement("restatement: `to` needs `from`; give the first day of the range too")
-    restate = bool(conf.get("restate"))
+    restate = conf.get("restate")
+    if isinstance(restate, str) and restate.strip():  # the trigger form: "2026-11-03", "a..b" or "a, b, c"
+        if named or first or last:
+            raise InvalidRestatement(
+                "restatement: give the periods in `restate` or in periods/from/to, not both"
+            )
+        text = restate.strip()
+        if text.lower() in ("true", "yes"):
+            restate = True
+        elif text.lower() in ("false", "no"):
+            restate = False
+        elif ".." in text:
+            first, _, last = (part.strip() for part in text.partition(".."))
+            if not first or not last:
+                raise InvalidRestatement(
+                    f"restatement: {text!r} is not a range; write 2026-11-01..2026-11-30"
+                )
+        else:
+            named = [p for p in text.replace(",", " ").split() if p]
+    restate = restate is True  # the periods named in the text (if any) make it a restatement below
     if named:
         days = [_date(p, key="period") for p in named]
         periods = sorted({period_containing(d, grain=grain) for d in days}, key=lambda p: p.start)
