@@ -1,4 +1,4 @@
-"""Which periods a run computes: the rule, a restatement from the trigger form, or its inputs' Asset events."""
+"""Which periods a run computes: the rule, a restatement asked for in the trigger's configuration, or its inputs' Asset events."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_a_scheduled_or_plain_manual_run_computes_the_rule_period():
         None,
         {},
         {"from": None, "to": None, "periods": [], "restate": False},
-    ):  # the form's defaults
+    ):  # empty fields
         chosen = _choose(conf)
         assert [p.start for p in chosen.periods] == [date(2026, 12, 2)]
         assert (chosen.restatement, chosen.reason) == (False, "schedule")

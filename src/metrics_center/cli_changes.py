@@ -156,7 +156,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     restate = sub.add_parser(
         "restate",
         help="recompute past periods under the current definition (one run, one approval, published by superseding)",
-        description="Triggers a run of the metric's DAG with the periods as parameters (like the trigger form in "
+        description="Triggers a run of the metric's DAG with the periods as parameters (like Trigger with a configuration in "
         "Airflow's UI). Needs Airflow's metadata database: run it where the scheduler runs.",
     )
     restate.add_argument("key")

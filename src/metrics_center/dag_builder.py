@@ -65,7 +65,9 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         owner_links={},
         doc_md=render_doc(spec, path=path),
         default_args={"owner": spec.owner, "retries": 0},
-        params=restatement_params(spec),
+        # No DAG params (no trigger form): every task deep-copies and re-validates its DAG's params when
+        # built and serialised — one typed field made 1,000 metric DAGs 2.3x slower to parse. A restatement
+        # is asked for in the trigger's configuration JSON instead (see README, Restatement).
     ) as dag:
         register = RegisterDefinitionOperator(task_id="register_definition", spec=spec)
         preview = ImpactPreviewOperator(task_id="impact_preview", spec=spec, teams=teams)
@@ -89,29 +91,6 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         for upstream, downstream in pairwise([quality, *approvals, publish]):
             upstream >> downstream
     return dag
-
-
-def restatement_params(spec: MetricSpec) -> dict[str, Any]:
-    """The trigger form's one field: which past periods to restate (validated again by the run).
-
-    One plain field on purpose: every task of a DAG deep-copies its DAG's params, and four typed
-    fields doubled the parse time of 1,000 metric DAGs (benchmarks/scale_dags.py).
-    """
-    from airflow.sdk import Param
-
-    unit = {"day": "day", "week": "ISO week", "month": "month"}[spec.grain]
-    return {
-        "restate": Param(
-            None,
-            type=["null", "string", "boolean"],
-            title="Restate",
-            description=(
-                f"Recompute past periods under the current definition (one approval for all, published by "
-                f"superseding): a day (2026-11-03), a range (2026-11-01..2026-11-30) or a list (2026-11-03, "
-                f"2026-11-10) — each {unit} containing one of those days. Empty: the normal period."
-            ),
-        )
-    }
 
 
 def placeholder_dag_id(path: Path) -> str:

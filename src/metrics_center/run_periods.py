@@ -1,7 +1,7 @@
 """Which periods a run computes: the period rule, an explicit restatement (重算), or its inputs' Asset events.
 
 - A scheduled or plain manual run computes the period rule's period (:mod:`metrics_center.periods`).
-- A run triggered with ``periods`` or ``from``/``to`` (the trigger form, ``metrics-center restate``)
+- A run triggered with ``periods`` or ``from``/``to`` (the trigger's configuration JSON, ``metrics-center restate``)
   restates those periods: validated here, each a complete period of the metric's grain, one approval
   for the whole range, published by superseding.
 - A run of a metric scheduled on its inputs (``schedule: inputs``) computes the periods named in the
@@ -24,7 +24,7 @@ from metrics_center.spec import Grain
 
 #: A restatement covers at most this many periods (a year of days, plus slack for a leap year).
 MAX_PERIODS = 400
-#: ``dag_run.conf`` keys a restatement may use (the DAG's trigger form fields).
+#: ``dag_run.conf`` keys a restatement may use (a trigger's configuration).
 CONF_KEYS = ("restate", "periods", "from", "to")
 
 Reason = Literal["schedule", "restatement", "inputs"]
@@ -81,8 +81,8 @@ def requested_restatement(
 
     ``{"periods": ["2026-11-02", …]}`` names periods by any day in them; ``{"from": …, "to": …}`` is a
     range (``to`` defaults to ``from``); ``{"restate": true}`` alone restates the period rule's period. The
-    trigger form's one field puts the same in ``restate`` as text: ``"2026-11-03"``, ``"2026-11-01..2026-11-30"``
-    or ``"2026-11-03, 2026-11-10"``. Empty values (the form's defaults) count as absent.
+    trigger's configuration JSON may put the same in ``restate`` as text: ``"2026-11-03"``, ``"2026-11-01..2026-11-30"``
+    or ``"2026-11-03, 2026-11-10"``. Empty values count as absent.
     """
     conf = conf or {}
     unknown = sorted(k for k in conf if k not in CONF_KEYS)
@@ -101,7 +101,7 @@ def requested_restatement(
     if last and not first:
         raise InvalidRestatement("restatement: `to` needs `from`; give the first day of the range too")
     restate = conf.get("restate")
-    if isinstance(restate, str) and restate.strip():  # the trigger form: "2026-11-03", "a..b" or "a, b, c"
+    if isinstance(restate, str) and restate.strip():  # as text: "2026-11-03", "a..b" or "a, b, c"
         if named or first or last:
             raise InvalidRestatement(
                 "restatement: give the periods in `restate` or in periods/from/to, not both"
