@@ -54,6 +54,7 @@ benchmark: venv
 	$(PY) benchmarks/impact_preview.py
 	$(PY) benchmarks/validate_against.py
 	$(PY) benchmarks/staging_s3.py
+	$(PY) benchmarks/scale_dags.py
 
 clean:
 	rm -rf .airflow demo_data
