@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
+from metrics_center.catalog_cache import cached_catalog
 from metrics_center.definition import effective_timezone, render_doc
 from metrics_center.errors import SpecProblem
 from metrics_center.lineage import asset_uri, metric_inputs
@@ -139,7 +140,10 @@ def build_dags(metrics_dir: Path | None = None, *, only_dag_id: str | None = Non
     if only_dag_id:
         candidate = metrics_dir / f"{only_dag_id}.yaml"
         only = [candidate] if candidate.exists() else None
-    catalog = load_catalog(metrics_dir, sql_root=settings.sql_dir(), only=only)
+    if only is None:  # the dag-processor's full parse: validated once per change of the files
+        catalog = cached_catalog(metrics_dir, sql_root=settings.sql_dir())
+    else:
+        catalog = load_catalog(metrics_dir, sql_root=settings.sql_dir(), only=only)
     dags: dict[str, DAG] = {}
     for key, loaded in catalog.metrics.items():
         dags[key] = build_metric_dag(loaded.spec, path=loaded.path, teams=catalog.teams)
