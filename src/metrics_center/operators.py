@@ -41,6 +41,19 @@ class _MetricTask(BaseOperator):
         self.teams = teams
         self.source_name = source_name
 
+    def pre_execute(self, context: Context) -> None:
+        from metrics_center import task_timing
+
+        task_timing.begin()  # a no-op unless METRICS_CENTER_TASK_TIMING is set (the throughput benchmark)
+        super().pre_execute(context)
+
+    def post_execute(self, context: Context, result: Any = None) -> None:
+        from metrics_center import task_timing
+
+        super().post_execute(context, result)
+        if line := task_timing.end(task_id=self.task_id):
+            self.log.info("%s", line)
+
     @property
     def log(self) -> Any:  # our lines start with [metric period run=…] while execute runs
         return observability.task_logger(super().log)

@@ -111,7 +111,9 @@ class PartWriter:
     def _write_part(self, number: int, table: pa.Table) -> None:
         import pyarrow.parquet as pq
 
-        with self._part(number).open("wb") as fh:
+        from metrics_center.task_timing import staging
+
+        with staging(), self._part(number).open("wb") as fh:
             pq.write_table(table, fh)
 
     def _rewrite_parts(self, schema: pa.Schema) -> None:
@@ -188,14 +190,17 @@ def local_parquet_files(folder: ObjectStoragePath) -> Iterator[list[str]]:
     if is_local(folder):
         yield [str(Path(p.path)) for p in parts]
         return
+    from metrics_center.task_timing import staging
+
     tmp = Path(tempfile.mkdtemp(prefix="mc-stage-"))
     try:
         local = []
-        for part in parts:
-            target = tmp / part.name
-            with part.open("rb") as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            local.append(str(target))
+        with staging():
+            for part in parts:
+                target = tmp / part.name
+                with part.open("rb") as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                local.append(str(target))
         yield local
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -195,12 +195,15 @@ def transform(
 
 def result_digest(folder: ObjectStoragePath) -> str:
     """SHA-256 over the staged result's parts: what approvers saw is exactly what gets published."""
+    from metrics_center.task_timing import staging
+
     digest = hashlib.sha256()
-    for part in sorted(folder.iterdir(), key=lambda p: p.name):
-        digest.update(part.name.encode())
-        with part.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+    with staging():
+        for part in sorted(folder.iterdir(), key=lambda p: p.name):
+            digest.update(part.name.encode())
+            with part.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -212,13 +215,16 @@ def read_result(*, spec: MetricSpec, context: Context) -> tuple[pa.Table, str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from metrics_center.task_timing import staging
+
     folder = staging_dir(context, spec) / RESULT_FOLDER
     digest = hashlib.sha256()
     tables = []
-    for part in sorted(folder.iterdir(), key=lambda p: p.name):
-        data = part.read_bytes()
-        digest.update(part.name.encode())
-        digest.update(data)
-        if part.name.endswith(".parquet"):
-            tables.append(pq.read_table(pa.BufferReader(data)))
+    with staging():
+        for part in sorted(folder.iterdir(), key=lambda p: p.name):
+            data = part.read_bytes()
+            digest.update(part.name.encode())
+            digest.update(data)
+            if part.name.endswith(".parquet"):
+                tables.append(pq.read_table(pa.BufferReader(data)))
     return pa.concat_tables(tables), digest.hexdigest()
