@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 
+from metrics_center import observability
 from metrics_center.errors import PublishRefused
 from metrics_center.mart.tables import approval_event
 
@@ -94,6 +95,7 @@ def record_request(
         evidence_hash=evidence_hash,
         detail=f"asked {', '.join(approvers)}",
     )
+    observability.approval_requested(metric_key=metric_key, stage=stage.name)
 
 
 def sign_off_problem(
@@ -165,6 +167,7 @@ def record_attempt(
         reason=reason,
         detail=detail,
     )
+    observability.approval_attempt(metric_key=metric_key, via=via, decision=decision)
 
 
 def classify(*, chosen: Sequence[str] | None, responded: bool, timed_out: bool) -> Decision:
@@ -237,6 +240,13 @@ def record_answer(
         via=(submitted.via if submitted else "airflow") if person else None,
         reason=reason,
         detail=detail,
+    )
+    observability.approval_decided(
+        metric_key=spec.key,
+        stage=stage.name,
+        decision=decision,
+        asked_at=request.decided_at if request else None,
+        answered_at=responded_at,
     )
     return decision, detail
 

@@ -11,6 +11,8 @@ import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from metrics_center import observability
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -39,6 +41,7 @@ def follow_up_approvals(context: Mapping[str, Any]) -> dict[str, Any]:
     engine = _mart()
     ti = context["ti"]
     done = follow_up(engine, teams=_teams(), stage_state=lambda ref: approval_stage_state(ti, ref))
+    observability.approvals_pending(count=done.waiting)
     log.info(
         "approvals: %d reminder(s) and %d message update(s) enqueued; %d stage tr(ies) still waiting",
         done.reminders,
@@ -85,6 +88,7 @@ def deliver_notifications(context: Mapping[str, Any]) -> dict[str, Any]:
     if readdressed := readdress(engine, addresses=team_addresses()):
         log.info("%d notification(s) without an address now have one from _teams.yaml", readdressed)
     report = deliver_pending(engine)
+    observability.notification_delivery(report=report)
     log.info(
         "notifications: %d delivered in %d message(s), %d recovered after an interrupted delivery, "
         "%d to retry, %d dead, %d pending",

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from metrics_center import observability
 from metrics_center.impact import Impact, compare_versions
 from metrics_center.mart.tables import impact_preview, metric_definition
 
@@ -194,6 +195,12 @@ def run_impact_preview(
         diff_truncated=truncated,
         run_id=run.run_id,
         period=run.period_start,
+    )
+    observability.version_announced(
+        metric_key=spec.key,
+        announced=announced is not None,
+        breaking=change.breaking,
+        preview_failed=bool(error),
     )
     return {
         "version": current.version,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from metrics_center import observability
 from metrics_center.approvals import approved_by_text, verify_approved
 from metrics_center.definition import load_definition
 from metrics_center.errors import MetricsCenterError, PublishRefused
@@ -55,6 +56,9 @@ def publish_run(
                 explicit=run.restatement,
                 changes=changes,
             )
+            observability.periods_restated(
+                metric_key=spec.key, periods=sum(c.changed for c in changes), explicit=run.restatement
+            )
 
         if digest != run.result_hash:
             raise PublishRefused(
@@ -77,10 +81,12 @@ def publish_run(
         )
     except PublishRefused as exc:
         finish_run(engine, metric_key=spec.key, run_id=run_id, state="refused", detail=str(exc))
+        observability.publish_refused(metric_key=spec.key, error=exc)
         raise
     finish_run(
         engine, metric_key=spec.key, run_id=run_id, state="published", publication_id=result.publication_id
     )
+    observability.published(metric_key=spec.key, rows=result.rows, already_published=result.already_published)
     return run, result
 
 

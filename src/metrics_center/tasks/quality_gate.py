@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from metrics_center import observability
 from metrics_center.checks.anomaly import Scored, load_history, record_anomalies, score
 from metrics_center.checks.reconcile import run_reconciliations
 from metrics_center.dimensions import dimensions_key
@@ -79,6 +80,7 @@ def run_quality_gate(
             else []
         )
         _notify(conn, spec=spec, teams=teams, run=run, results=results, anomalies=anomalies)
+    observability.quality_checked(metric_key=spec.key, results=results, anomalies=len(anomalies))
     raise_on_failures(metric_key=spec.key, results=results)
     verdicts = scored.frame["verdict"].value_counts().to_dict() if scored is not None else {}
     return {
