@@ -655,6 +655,7 @@ def main() -> None:
             stderr=subprocess.STDOUT,
         )
         airflow.run("metrics-center", "mart", "upgrade")
+        airflow.run("metrics-center", "pools", "sync")  # extracts of a limited source wait for their pool
         subprocess.run(
             [str(airflow.bin / "metrics-center"), "demo", "history", "--end", history_end.isoformat()],
             env=env,

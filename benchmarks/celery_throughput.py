@@ -182,6 +182,7 @@ def run_once(*, workers: int, runs: int, data_root: Path) -> dict:
     try:
         airflow.run("airflow", "db", "migrate")
         airflow.run("metrics-center", "mart", "upgrade")
+        airflow.run("metrics-center", "pools", "sync")  # extracts of a limited source wait for their pool
         airflow.start(components=("api-server", "scheduler", "dag-processor", "triggerer"))
         airflow.start_celery_workers(names=[f"w{i}" for i in range(workers)], concurrency=2)
         admin_api = airflow.api(user="admin", password="admin")

@@ -4,7 +4,8 @@ Two Airflow installations (Postgres metadata each, created and dropped here), id
 
 (a) ours: ``dags/metrics_center_dags.py`` over 1,000 metric YAML files (``benchmarks/parse_dags.py``'s fixtures,
     manual schedule);
-(b) baseline: one Python file building 1,000 DAGs of ``EmptyOperator`` with the same ids, tasks and edges.
+(b) baseline: one Python file building 1,000 DAGs of ``EmptyOperator`` with the same ids, tasks, edges and Asset
+    outlet (``publish`` → ``metrics_mart://<key>``).
 
 Airflow's own StatsD metrics are captured on a UDP socket here: the dag-processor's
 ``dag_processing.total_parse_time`` (one full cycle over the DAG folder: parse, serialise, write) and the
@@ -44,14 +45,21 @@ _spec.loader.exec_module(parse_dags)  # type: ignore[union-attr]
 PLAIN_FILE = """
 from datetime import datetime
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Asset
 
 TASKS = {tasks!r}
 EDGES = {edges!r}
 for i in range({n}):
-    with DAG(dag_id=f"metric_{{i:04d}}", schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
+    key = f"metric_{{i:04d}}"
+    with DAG(dag_id=key, schedule=None, start_date=datetime(2024, 1, 1), catchup=False,
              tags=["metric", "generated"], default_args={{"retries": 0}}) as dag:
-        ops = {{t: EmptyOperator(task_id=t) for t in TASKS}}
+        # The same shape as a metric DAG, its Asset outlet included (the parent writes asset references).
+        ops = {{
+            t: EmptyOperator(
+                task_id=t, outlets=[Asset(uri=f"metrics_mart://{{key}}", name=key)] if t == "publish" else []
+            )
+            for t in TASKS
+        }}
         for up, down in EDGES:
             ops[up] >> ops[down]
     globals()[f"dag_{{i}}"] = dag

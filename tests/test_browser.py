@@ -78,6 +78,7 @@ def live(tmp_path_factory, demo_data) -> Iterator[tuple[LocalAirflow, object, sa
     airflow = LocalAirflow(env=env, port=port)
     airflow.run("airflow", "db", "migrate")
     airflow.run("metrics-center", "mart", "upgrade")
+    airflow.run("metrics-center", "pools", "sync")  # extracts of a limited source wait for their pool
     airflow.start()
     try:
         airflow.run("metrics-center", "demo", "history", "--end", "2026-11-27")

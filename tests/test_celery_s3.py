@@ -147,6 +147,7 @@ def celery(tmp_path_factory, databases, s3, demo_data):
     airflow = LocalAirflow(env=env, port=port)
     airflow.run("airflow", "db", "migrate")
     airflow.run("metrics-center", "mart", "upgrade")
+    airflow.run("metrics-center", "pools", "sync")  # extracts of a limited source wait for their pool
     airflow.start(components=("api-server", "scheduler", "dag-processor", "triggerer"))
     airflow.start_celery_workers(names=WORKERS, concurrency=1)
     try:

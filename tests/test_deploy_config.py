@@ -203,3 +203,4 @@ def test_docker_compose_runs_celery_workers_with_staging_in_the_bucket(compose_c
         depends = service.get("depends_on", {})
         assert {"postgres", "redis", "minio"} <= set(depends), name
     assert "metrics-center staging init" in " ".join(services["airflow-init"]["command"])
+    assert "metrics-center pools sync" in " ".join(services["airflow-init"]["command"])  # query limits exist

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import time
+import urllib.error
 from pathlib import Path
 from urllib.parse import quote
 
@@ -89,6 +90,7 @@ def live(tmp_path_factory, postgres_mart_url, demo_data):
     airflow = LocalAirflow(env=env, port=port)
     airflow.run("airflow", "db", "migrate")
     airflow.run("metrics-center", "mart", "upgrade")  # the privileged step: tasks never migrate
+    airflow.run("metrics-center", "pools", "sync")  # extracts of a limited source wait for their pool
     airflow.start()
     try:
         admin = airflow.api(user="admin", password="admin")
@@ -190,7 +192,9 @@ def test_live_approval_publishes_and_emits_the_asset_event(live):
             )
         ).one()
     assert tuple(rows) == (12, "sales review: bob; finance sign-off: carol")
-    events = admin.get("/api/v2/assets/events?limit=10")["asset_events"]
+    extract = admin.get(f"/api/v2/dags/gmv_daily/dagRuns/{RUN_ID}/taskInstances/extract_orders")
+    assert extract["pool"] == "metrics_center__conn__sales_db"  # _teams.yaml limits sales_db to 2 queries
+    events = _asset_events(airflow, admin)
     gmv = [e for e in events if e["uri"] == "metrics_mart://gmv_daily"]
     assert len(gmv) == 1
     assert gmv[0]["extra"]["periods"] == ["2026-11-26"]
@@ -225,6 +229,22 @@ def test_timeout_reject_skips_publish_and_timeout_fail_fails_the_run(live):
     )
     assert body["chosen_options"] == ["Reject"]
     assert json.dumps(body["responded_by_user"]) == "null"
+
+
+def _asset_events(airflow: LocalAirflow, admin) -> list[dict]:
+    # On SQLite metadata the api-server can answer 500 ("database is locked") while the scheduler
+    # writes the consuming runs the event just queued; ask again rather than fail on Airflow's lock.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return admin.get("/api/v2/assets/events?limit=10")["asset_events"]
+        except urllib.error.HTTPError as error:
+            if error.code < 500 or time.monotonic() > deadline:
+                log = (airflow.home / "component-logs" / "api-server.log").read_text(errors="replace")
+                raise AssertionError(
+                    f"asset events: HTTP {error.code}; api-server log tail:\n{log[-3000:]}"
+                ) from error
+            time.sleep(1)
 
 
 def _runs(admin, dag_id: str) -> list[dict]:

@@ -20,6 +20,7 @@ from metrics_center.definition import effective_timezone, render_doc
 from metrics_center.errors import SpecProblem
 from metrics_center.lineage import asset_uri, metric_inputs
 from metrics_center.loader import TEAMS_FILE, load_catalog, metric_files
+from metrics_center.pools import pool_for, priority_weight
 from metrics_center.spec import IDENTIFIER, MetricSpec, Teams
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         tags=sorted({spec.department, f"owner:{spec.owner}", "metric", *spec.tags}),
         owner_links={},
         doc_md=render_doc(spec, path=path),
-        default_args={"owner": spec.owner, "retries": 0},
+        default_args={"owner": spec.owner, "retries": 0, "priority_weight": priority_weight(spec)},
         # No DAG params (no trigger form): every task deep-copies and re-validates its DAG's params when
         # built and serialised — one typed field made 1,000 metric DAGs 2.3x slower to parse. A restatement
         # is asked for in the trigger's configuration JSON instead (see README, Restatement).
@@ -73,7 +74,13 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         register = RegisterDefinitionOperator(task_id="register_definition", spec=spec)
         preview = ImpactPreviewOperator(task_id="impact_preview", spec=spec, teams=teams)
         extracts = [
-            ExtractOperator(task_id=f"extract_{name}", spec=spec, source_name=name) for name in spec.sources
+            ExtractOperator(
+                task_id=f"extract_{name}",
+                spec=spec,
+                source_name=name,
+                pool=pool_for(spec=spec, source_name=name, teams=teams) or "default_pool",
+            )
+            for name in spec.sources
         ]
         transform = TransformOperator(task_id="transform", spec=spec)
         quality = QualityCheckOperator(task_id="quality_check", spec=spec, teams=teams)

@@ -283,6 +283,13 @@ class MetricSpec(_Strict):
         default=False,
         description="Count this version as a breaking change even if no field says so (e.g. upstream data changed meaning).",
     )
+    priority: Literal["critical", "high", "normal", "low"] | Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default="normal",
+        description=(
+            "Who goes first when slots are short: critical (board-level), high, normal, low — Airflow priority "
+            "weights 1000/100/10/1 — or a weight of your own."
+        ),
+    )
     preview_periods: int = Field(
         default=28,
         ge=0,
@@ -329,6 +336,25 @@ class MetricSpec(_Strict):
 class Department(_Strict):
     name: str
     slack_channel: str | None = Field(default=None, description="e.g. #sales-metrics or a channel id.")
+    max_concurrent_queries: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "At most this many source queries at once on this department's databases, across every metric "
+            "(an Airflow pool; a connection's own limit wins). Unset: no limit."
+        ),
+    )
+
+
+class Connection(_Strict):
+    """Limits of one source database (an Airflow connection id), whoever's metrics read it."""
+
+    department: Identifier | None = Field(default=None, description="The department that runs this database.")
+    max_concurrent_queries: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many queries at once on this connection, across every metric (an Airflow pool).",
+    )
 
 
 class Person(_Strict):
@@ -347,6 +373,10 @@ class Teams(_Strict):
 
     departments: dict[Identifier, Department]
     people: dict[str, Person]
+    connections: dict[str, Connection] = Field(
+        default_factory=dict,
+        description="Source databases by Airflow connection id, with their query limits.",
+    )
 
     def airflow_user(self, person: str) -> str:
         """The Airflow user id a person answers as."""
@@ -374,6 +404,12 @@ class Teams(_Strict):
             if person.department not in self.departments:
                 raise ValueError(
                     f"people.{login}.department {person.department!r} is not a department; "
+                    f"add it under departments: or use one of {sorted(self.departments)}"
+                )
+        for conn_id, connection in self.connections.items():
+            if connection.department is not None and connection.department not in self.departments:
+                raise ValueError(
+                    f"connections.{conn_id}.department {connection.department!r} is not a department; "
                     f"add it under departments: or use one of {sorted(self.departments)}"
                 )
         return self

@@ -64,6 +64,7 @@ def main() -> int:
     print("• initialising Airflow metadata (SQLite) and the metrics mart …", flush=True)
     airflow.run("airflow", "db", "migrate")
     airflow.run("metrics-center", "mart", "upgrade")
+    airflow.run("metrics-center", "pools", "sync")  # the query limits _teams.yaml declares
     airflow.run("metrics-center", "demo", "seed", "--end", today)
     airflow.run("metrics-center", "validate")
 
