@@ -140,6 +140,12 @@ def run_once(*, workers: int, runs: int, data_root: Path) -> dict:
                 for line in text.splitlines()
             )
         )
+    # The demo limits sales_db to 2 queries at once (a pool); lift it here so the benchmark measures Airflow and
+    # our tasks, not that limit (tests/test_pools.py shows the limit itself).
+    teams_path = include / "metrics" / "_teams.yaml"
+    teams_path.write_text(
+        teams_path.read_text().replace("max_concurrent_queries: 2", "max_concurrent_queries: 64")
+    )
     broker = redis.Redis(host="127.0.0.1", port=6379, db=BROKER_DB)
     broker.flushdb()
     moto, endpoint = _moto(root)
@@ -278,7 +284,11 @@ def _overhead(logs: Path) -> dict[str, dict[str, float]]:
         found[task] = {
             part: statistics.median(r[part] / r["wall"] for r in records if r["wall"])
             for part in ("imports", "mart", "staging", "ours")
-        } | {"wall": statistics.median(r["wall"] for r in records), "n": len(records)}
+        } | {
+            "wall": statistics.median(r["wall"] for r in records),
+            "ours_s": statistics.median(r["ours"] for r in records),
+            "n": len(records),
+        }
     return found
 
 
@@ -311,9 +321,14 @@ def main() -> None:
         )
         print("  median task wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["task_median"].items()))
         for task, share in r["overhead"].items():
+            ti_wall = r["task_median"].get(task)
+            of_ti = (
+                f", {share['ours_s'] / ti_wall:.0%} of the task instance's {ti_wall:.1f} s" if ti_wall else ""
+            )
             print(
-                f"  {task}: ours {share['ours']:.0%} of {share['wall']:.2f} s (imports {share['imports']:.0%}, "
-                f"mart {share['mart']:.0%}, staging {share['staging']:.0%}; n={share['n']:.0f}) — target ≤ 20 %"
+                f"  {task}: ours {share['ours']:.0%} of execute() {share['wall']:.2f} s{of_ti} (imports "
+                f"{share['imports']:.0%}, mart {share['mart']:.0%}, staging {share['staging']:.0%}; "
+                f"n={share['n']:.0f}) — target ≤ 20 %"
             )
     if len(results) == 2:
         print(
