@@ -18,6 +18,7 @@ Run: ``.venv/bin/python benchmarks/celery_throughput.py [--runs 200] [--workers 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -114,7 +115,7 @@ class CpuSampler:
         return {name: sum(pids.values()) for name, pids in self.seen.items()}
 
 
-def run_once(*, workers: int, runs: int, data_root: Path) -> dict:
+def run_once(*, workers: int, runs: int, data_root: Path, preload: bool = True) -> dict:
     import redis
 
     from metrics_center.local_airflow import LocalAirflow, airflow_environment
@@ -163,6 +164,11 @@ def run_once(*, workers: int, runs: int, data_root: Path) -> dict:
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{BROKER_DB}",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + urls["af"],
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            **(
+                {"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "metrics_center.celery_config.CELERY_CONFIG"}
+                if preload
+                else {}
+            ),
             "AIRFLOW__CORE__PARALLELISM": "16",
             "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(runs),
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
@@ -184,7 +190,7 @@ def run_once(*, workers: int, runs: int, data_root: Path) -> dict:
         },
     )
     airflow = LocalAirflow(env=env, port=port)
-    result: dict = {"workers": workers, "runs": runs}
+    result: dict = {"workers": workers, "runs": runs, "preload": preload}
     try:
         airflow.run("airflow", "db", "migrate")
         airflow.run("metrics-center", "mart", "upgrade")
@@ -273,12 +279,26 @@ def _overhead(logs: Path) -> dict[str, dict[str, float]]:
     """Per task: median share of its wall time spent in imports, the mart and staging (from the task logs)."""
     shares: dict[str, list[dict[str, float]]] = defaultdict(list)
     for log in logs.rglob("*.log"):
-        for match in _TIMING.finditer(log.read_text(errors="replace")):
-            try:
-                record = json.loads(match.group(1))
-            except ValueError:
-                continue
-            shares[record["task"]].append(record)
+        for line in log.read_text(errors="replace").splitlines():
+            # task logs are JSON lines: the timing record sits, escaped, in the event text
+            with contextlib.suppress(ValueError, AttributeError):
+                line = json.loads(line).get("event", "")
+            for match in _TIMING.finditer(str(line)):
+                try:
+                    record = json.loads(match.group(1))
+                except ValueError:
+                    continue
+                shares[record["task"]].append(record)
+    if not shares:
+        samples = [
+            line[:300]
+            for log in logs.rglob("*.log")
+            for line in log.read_text(errors="replace").splitlines()
+            if "timing" in line
+        ][:3]
+        print(
+            f"no timing records under {logs} ({sum(1 for _ in logs.rglob('*.log'))} logs); samples: {samples}"
+        )
     found = {}
     for task, records in sorted(shares.items()):
         found[task] = {
@@ -296,6 +316,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--baseline-without-preload",
+        action="store_true",
+        help="also run 1 worker without metrics_center.celery_config (each task imports its libraries itself)",
+    )
     args = parser.parse_args()
 
     from metrics_center.demo.seed import seed_demo
@@ -304,12 +329,14 @@ def main() -> None:
     try:
         seed_demo(root=data_root, end=END, days=args.runs + 10)
         results = [run_once(workers=w, runs=args.runs, data_root=data_root) for w in args.workers]
+        if args.baseline_without_preload:
+            results.append(run_once(workers=1, runs=args.runs, data_root=data_root, preload=False))
     finally:
         shutil.rmtree(data_root, ignore_errors=True)
     print()
     for r in results:
         print(
-            f"{r['workers']} worker(s): {r['runs']} runs in {r['wall']:.0f} s = {r['per_minute']:.1f} runs/min; "
+            f"{r['workers']} worker(s){'' if r['preload'] else ', no preload'}: {r['runs']} runs in {r['wall']:.0f} s = {r['per_minute']:.1f} runs/min; "
             f"states {r['states']}"
         )
         total = sum(r["cpu"].values())
@@ -330,10 +357,11 @@ def main() -> None:
                 f"{share['imports']:.0%}, mart {share['mart']:.0%}, staging {share['staging']:.0%}; "
                 f"n={share['n']:.0f}) — target ≤ 20 %"
             )
-    if len(results) == 2:
-        print(
-            f"\n2 workers / 1 worker: {results[1]['per_minute'] / results[0]['per_minute']:.2f}x runs per minute"
-        )
+    by = {(r["workers"], r["preload"]): r["per_minute"] for r in results}
+    if (1, True) in by and (2, True) in by:
+        print(f"\n2 workers / 1 worker: {by[2, True] / by[1, True]:.2f}x runs per minute")
+    if (1, True) in by and (1, False) in by:
+        print(f"1 worker, preloaded / not: {by[1, True] / by[1, False]:.2f}x runs per minute")
 
 
 if __name__ == "__main__":

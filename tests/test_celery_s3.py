@@ -125,6 +125,7 @@ def celery(tmp_path_factory, databases, s3, demo_data):
             "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + databases["af"],
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "metrics_center.celery_config.CELERY_CONFIG",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "METRICS_CENTER_HOME": str(include),
             "METRICS_CENTER_DATA_ROOT": str(demo_data.root),
@@ -231,6 +232,11 @@ def test_two_metrics_run_across_two_celery_workers_with_staging_on_s3(celery, s3
     for worker in WORKERS:
         leftovers = [p for p in (airflow.home / "workers" / worker).rglob("*.parquet")]
         assert leftovers == [], leftovers
+
+    # Each worker imported the task libraries once, before forking its tasks (metrics_center.celery_config).
+    for worker in WORKERS:
+        log = (airflow.home / "component-logs" / f"worker-{worker}.log").read_text(errors="replace")
+        assert "metrics_center: preloaded" in log, log[-2000:]
 
 
 def test_staging_init_creates_the_bucket_through_the_connection(s3, monkeypatch, capsys):

@@ -188,6 +188,7 @@ def test_docker_compose_runs_celery_workers_with_staging_in_the_bucket(compose_c
         env = service["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+        assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "metrics_center.celery_config.CELERY_CONFIG"
         assert env["METRICS_CENTER_STAGING"] == "s3://metrics-center/staging"
         assert env["METRICS_CENTER_STAGING_CONN"] == "aws_default"
         connection = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])

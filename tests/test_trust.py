@@ -134,6 +134,9 @@ def test_clearing_publish_after_a_reject_publishes_nothing(mart):
     assert _count(mart, "metric_value") == 0
 
 
+# A whole DAG run per backend costs CI ~10 s; what differs between the backends here is covered per backend
+# by the mart-level tests, so this one runs on Postgres, the production mart.
+@pytest.mark.parametrize("mart", ["postgres"], indirect=True)
 @pytest.mark.usefixtures("airflow_db", "demo_data")
 def test_approval_binds_to_the_result_a_rerun_transform_needs_new_approvals(mart):
     """Approve, then clear only the transform (new data): the old approvals do not cover the new result."""
@@ -154,6 +157,9 @@ def test_approval_binds_to_the_result_a_rerun_transform_needs_new_approvals(mart
     assert _current(mart) == published
 
 
+# A whole DAG run per backend costs CI ~10 s; what differs between the backends here is covered per backend
+# by the mart-level tests, so this one runs on Postgres, the production mart.
+@pytest.mark.parametrize("mart", ["postgres"], indirect=True)
 @pytest.mark.usefixtures("airflow_db", "demo_data")
 def test_a_definition_bumped_while_a_run_waits_is_refused_and_current_values_stay(mart, include_copy):
     # v1 is published for 2026-11-26.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ def current_revision(conn) -> str | None:
     ).get_current_revision()
 
 
+@functools.cache  # the migrations ship with the code: one read per process (Celery workers warm it)
 def head_revision() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
