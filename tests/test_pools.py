@@ -25,7 +25,9 @@ SLOW_SQL = """-- a fraction of a second of work for SQLite
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
 SELECT '{{ period_start }}' AS day, count(*) AS rows FROM n
 """
-TRANSFORM = "SELECT DATE '{{ period_start }}' AS period_start, CAST(sum(rows) AS DOUBLE) AS value FROM slow\n"
+# The runs stop at the transform on purpose: this test is about the extracts, and ten quality checks (Great
+# Expectations imports) competing with them for the 2 cores only made it slower.
+TRANSFORM = "SELECT error('stop: this test measures the extracts') AS value FROM slow\n"
 
 
 def _home(tmp_path: Path, teams_extra: dict) -> Path:
