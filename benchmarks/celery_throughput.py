@@ -289,16 +289,6 @@ def _overhead(logs: Path) -> dict[str, dict[str, float]]:
                 except ValueError:
                     continue
                 shares[record["task"]].append(record)
-    if not shares:
-        samples = [
-            line[:300]
-            for log in logs.rglob("*.log")
-            for line in log.read_text(errors="replace").splitlines()
-            if "timing" in line
-        ][:3]
-        print(
-            f"no timing records under {logs} ({sum(1 for _ in logs.rglob('*.log'))} logs); samples: {samples}"
-        )
     found = {}
     for task, records in sorted(shares.items()):
         found[task] = {
