@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 
-.PHONY: demo test lint format venv schema benchmark clean browser-deps
+.PHONY: demo test test-fast lint format architecture venv schema benchmark clean browser-deps
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,12 @@ demo: venv  ## Airflow + the demo company, every demo metric waiting for approva
 	$(PY) -m metrics_center.demo.run
 
 test: venv browser-deps  ## The whole suite: real Airflow, Postgres (127.0.0.1:5432), DuckDB, Great Expectations, chromium.
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
-# Debian's chromium for tests/test_browser.py (Playwright's own browser download is not used), and a CJK
+test-fast: venv  ## The tests that start no Airflow and no process (-m "not slow"): well under a minute.
+	$(PY) -m pytest -m "not slow" -n 2 --durations=5
+
+# Debian's chromium for tests/web/test_browser.py (Playwright's own browser download is not used), and a CJK
 # font so screenshots show 成交额. Does nothing when both are installed; installs as root (or via sudo).
 browser-deps:
 	@if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then \
@@ -31,13 +34,18 @@ browser-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
 	fi
 
-lint: venv
-	$(VENV)/bin/ruff format --check src tests dags plugins benchmarks
-	$(VENV)/bin/ruff check src tests dags plugins benchmarks
+lint: venv  ## Style, and the package's layers (import-linter, docs/architecture.md's diagram)
+	$(VENV)/bin/ruff format --check src tests dags plugins benchmarks tools
+	$(VENV)/bin/ruff check src tests dags plugins benchmarks tools
+	$(VENV)/bin/lint-imports
+	$(PY) tools/architecture.py --check
 
 format: venv
-	$(VENV)/bin/ruff format src tests dags plugins benchmarks
-	$(VENV)/bin/ruff check --fix src tests dags plugins benchmarks
+	$(VENV)/bin/ruff format src tests dags plugins benchmarks tools
+	$(VENV)/bin/ruff check --fix src tests dags plugins benchmarks tools
+
+architecture: venv  ## Redraw the import diagram in docs/architecture.md from the code.
+	$(PY) tools/architecture.py
 
 schema: venv  ## Regenerate the committed JSON Schemas for editors.
 	$(VENV)/bin/metrics-center schema --write schemas

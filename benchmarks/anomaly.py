@@ -107,10 +107,10 @@ def numpy_grouped(
 
 def main() -> None:
     from metrics_center.checks.anomaly import history_start, load_history, score
+    from metrics_center.definitions.spec import Anomaly
     from metrics_center.mart.engine import create_mart_engine
     from metrics_center.mart.migrate import upgrade
     from metrics_center.mart.publish import publish_values
-    from metrics_center.spec import Anomaly
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

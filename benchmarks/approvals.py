@@ -1,6 +1,6 @@
 """Approval benchmark on a real Airflow: click → published values, and 500 stages waiting at once.
 
-A throwaway installation: api-server + scheduler + dag-processor (``metrics_center.local_airflow``,
+A throwaway installation: api-server + scheduler + dag-processor (``metrics_center.orchestration.local_airflow``,
 LocalExecutor, parallelism 4, one API worker) with Postgres metadata and a Postgres mart (two
 throwaway databases ``mc_bench_<random>_af`` / ``_mart`` on 127.0.0.1:5432, dropped at the end), the
 demo company seeded into a temp folder, the repo's ``include/`` copied with ``schedule: null`` (only our
@@ -382,7 +382,7 @@ def _print_slots(label: str, slots: dict) -> bool:
 
 
 def answer_and_time(*, via: str, run_id: str, frank: Http, meta: sa.Engine, mart_poll, airflow) -> dict:
-    from metrics_center.answers import HOLD_S
+    from metrics_center.approvals.answers import HOLD_S
 
     parked = _parked_since(meta, run_id)
     while (age := (datetime.now(UTC) - parked).total_seconds()) <= HOLD_S + 0.5:
@@ -449,7 +449,7 @@ def clone_waiting(
     import pyarrow.parquet as pq
     from uuid6 import uuid7
 
-    from metrics_center.periods import period_for_run
+    from metrics_center.definitions.periods import period_for_run
     from metrics_center.tasks.transform import RESULT_FOLDER, result_digest
 
     md = sa.MetaData()
@@ -610,7 +610,7 @@ def main() -> None:
     args = parser.parse_args()
     t_all = time.perf_counter()
 
-    from metrics_center.local_airflow import LocalAirflow, airflow_environment
+    from metrics_center.orchestration.local_airflow import LocalAirflow, airflow_environment
 
     dbs = Databases()
     airflow: LocalAirflow | None = None
@@ -725,7 +725,7 @@ def main() -> None:
             return rows
 
         # ---------------------------------------------------------------- part 1: click → values
-        from metrics_center.answers import HOLD_S
+        from metrics_center.approvals.answers import HOLD_S
 
         # Untimed: frank opens his approvals first (our app is built on its first request), and
         # Airflow's listing once, as a person would before clicking.

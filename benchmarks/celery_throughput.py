@@ -1,6 +1,6 @@
 """Throughput benchmark: N demo-shaped metric runs through CeleryExecutor with 1 and with 2 workers.
 
-For each worker count, a fresh installation on loopback (``metrics_center.local_airflow``): Postgres metadata and
+For each worker count, a fresh installation on loopback (``metrics_center.orchestration.local_airflow``): Postgres metadata and
 mart (throwaway databases), Redis broker (a spare database index, flushed), staging on moto's S3 server, api-server,
 scheduler, dag-processor, triggerer and the Celery workers (``--concurrency 2`` each, prefetch 1). ``--runs`` runs
 of ``lead_conversion_rate`` (the demo's, one approval stage), each of another day, are triggered at once; a script
@@ -118,7 +118,7 @@ class CpuSampler:
 def run_once(*, workers: int, runs: int, data_root: Path, preload: bool = True) -> dict:
     import redis
 
-    from metrics_center.local_airflow import LocalAirflow, airflow_environment
+    from metrics_center.orchestration.local_airflow import LocalAirflow, airflow_environment
 
     root = Path(tempfile.mkdtemp(prefix=f"mc-bench-celery{workers}-"))
     admin = sa.create_engine(
@@ -142,7 +142,7 @@ def run_once(*, workers: int, runs: int, data_root: Path, preload: bool = True) 
             )
         )
     # The demo limits sales_db to 2 queries at once (a pool); lift it here so the benchmark measures Airflow and
-    # our tasks, not that limit (tests/test_pools.py shows the limit itself).
+    # our tasks, not that limit (tests/orchestration/test_pools.py shows the limit itself).
     teams_path = include / "metrics" / "_teams.yaml"
     teams_path.write_text(
         teams_path.read_text().replace("max_concurrent_queries: 2", "max_concurrent_queries: 64")
@@ -165,7 +165,9 @@ def run_once(*, workers: int, runs: int, data_root: Path, preload: bool = True) 
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + urls["af"],
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
             **(
-                {"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "metrics_center.celery_config.CELERY_CONFIG"}
+                {
+                    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "metrics_center.orchestration.celery_config.CELERY_CONFIG"
+                }
                 if preload
                 else {}
             ),
@@ -309,7 +311,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline-without-preload",
         action="store_true",
-        help="also run 1 worker without metrics_center.celery_config (each task imports its libraries itself)",
+        help="also run 1 worker without metrics_center.orchestration.celery_config (each task imports its libraries itself)",
     )
     args = parser.parse_args()
 

@@ -93,7 +93,7 @@ def _setup(rows: int, periods: int) -> list[date]:
 
 
 def _spec(version: int):
-    from metrics_center.loader import load_catalog
+    from metrics_center.definitions.loader import load_catalog
 
     path = _TMP / "include" / "metrics" / "bench_sku.yaml"
     path.write_text(METRIC.format(version=version, note=f"Version {version}."))
@@ -114,12 +114,12 @@ def main() -> None:
 
     from airflow.sdk import ObjectStoragePath
 
-    from metrics_center.definition import load_definition
+    from metrics_center.definitions.meaning import load_definition
+    from metrics_center.definitions.periods import period_containing
     from metrics_center.mart.definitions import register_definition
     from metrics_center.mart.engine import create_mart_engine
     from metrics_center.mart.migrate import upgrade
     from metrics_center.mart.publish import publish_values
-    from metrics_center.periods import period_containing
     from metrics_center.tasks.computation import of_periods
     from metrics_center.tasks.extract import extract_source
     from metrics_center.tasks.impact_preview import compute_impact, stored_versions
@@ -183,7 +183,7 @@ def main() -> None:
             return compute_impact(engine, spec=v2, root=root, previous=previous)
 
         if args.profile:
-            from metrics_center.impact import compare_versions
+            from metrics_center.checks.impact import compare_versions
             from metrics_center.mart.values import current_values_table
 
             start = time.perf_counter()

@@ -160,7 +160,8 @@ def run_baseline(plan: list[tuple[int, str]], *, window: float) -> dict:
     from slack_sdk import WebClient
     from slack_sdk.errors import SlackApiError
 
-    from metrics_center.notify.slack import Item, render_group
+    from metrics_center.notify.blocks import Item
+    from metrics_center.notify.slack import render_group
 
     messages = [(channel, render_group([Item("anomaly", _payload(i))])) for i, channel in plan]
     with SlackStub() as stub:

@@ -2,7 +2,7 @@
 
 Compares, each in fresh interpreters and timed only after ``import airflow.sdk`` has finished:
 
-(a) ``metrics_center.dag_builder.build_dags()`` over 1,000 metric YAML files,
+(a) ``metrics_center.orchestration.dag_builder.build_dags()`` over 1,000 metric YAML files,
 (b) dag-factory 1.1 (``dagfactory.load_yaml_dags``) over the equivalent 1,000 DAG YAML files,
 (c) a plain hand-written Python loop building the same DAGs from ``EmptyOperator`` (reference floor),
 (d) one DAG: ``build_dags(only_dag_id="metric_0500")``, and the real mechanism — the repo's
@@ -229,12 +229,12 @@ def child(kind: str, profile_out: str | None) -> None:
 
     t_lib = t_airflow
     if kind == "ours":
-        from metrics_center.dag_builder import build_dags
+        from metrics_center.orchestration.dag_builder import build_dags
 
         t_lib = time.perf_counter()
         dags = build_dags()
     elif kind == "ours_one":
-        from metrics_center.dag_builder import build_dags
+        from metrics_center.orchestration.dag_builder import build_dags
 
         t_lib = time.perf_counter()
         dags = build_dags(only_dag_id=ONE_DAG)
@@ -260,7 +260,7 @@ def child(kind: str, profile_out: str | None) -> None:
         from airflow.providers.standard.operators.empty import EmptyOperator
         from dagfactory import load_yaml_dags
 
-        from metrics_center.dag_builder import build_dags
+        from metrics_center.orchestration.dag_builder import build_dags
 
         dags = build_dags(only_dag_id=ONE_DAG)
         first = sorted(Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).glob("*.yaml"))[0]

@@ -55,7 +55,7 @@ def make_frames(rows: int, *, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame
 
 def ours(current: pd.DataFrame, history: pd.DataFrame, rules, config) -> tuple[list[bool], np.ndarray]:
     from metrics_center.checks.anomaly import score
-    from metrics_center.tasks.quality import run_expectations
+    from metrics_center.checks.expectations import run_expectations
 
     results = run_expectations(frame=current, rules=rules, suite_name="bench")
     scored = score(
@@ -76,7 +76,7 @@ def pandas_by_hand(current: pd.DataFrame, history: pd.DataFrame) -> tuple[list[b
 
 
 def main() -> None:
-    from metrics_center.spec import Anomaly, Expectation
+    from metrics_center.definitions.spec import Anomaly, Expectation
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -192,13 +192,13 @@ def main() -> None:
     from fastapi import Request, Response
 
     import metrics_center.web.slack_actions as endpoint
-    from metrics_center.notify import approval_actions
+    from metrics_center.web import slack_answers
     from metrics_center.web.slack_actions import wait_for_work
 
     if args.workers:
         endpoint.WORKERS = args.workers
     if args.no_work:
-        approval_actions.handle_interaction = lambda payload: None
+        slack_answers.handle_interaction = lambda payload: None
 
     print(f"initialising Airflow's database in {_TMP} …", flush=True)
     db.resetdb()

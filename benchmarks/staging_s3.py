@@ -97,12 +97,12 @@ def main() -> None:
         }
     )
     from metrics_center import settings
+    from metrics_center.definitions.periods import period_containing
+    from metrics_center.definitions.spec import MetricSpec
     from metrics_center.mart.definitions import register_definition
     from metrics_center.mart.engine import create_mart_engine
     from metrics_center.mart.migrate import upgrade
     from metrics_center.mart.publish import publish_values
-    from metrics_center.periods import period_containing
-    from metrics_center.spec import MetricSpec
     from metrics_center.tasks.computation import Computation, PeriodPart
     from metrics_center.tasks.duck import staged_duckdb
     from metrics_center.tasks.staging import PartWriter

@@ -81,7 +81,7 @@ def change_tenth(metrics_dir: Path, *, metrics: int) -> tuple[int, int]:
 
 
 def run_cli(argv: list[str]) -> tuple[float, int, str, str]:
-    from metrics_center.cli import main
+    from metrics_center.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     started = time.perf_counter()
@@ -120,7 +120,9 @@ def main() -> None:
     print(
         f"{args.metrics} metric files, {unbumped + bumped} changed ({unbumped} SQL edits without a version bump)"
     )
-    print("in-process metrics_center.cli.main([...]) after an untimed warm-up; median of", args.reps, "reps")
+    print(
+        "in-process metrics_center.cli.app.main([...]) after an untimed warm-up; median of", args.reps, "reps"
+    )
     print(
         f"(a) validate                  {a:7.3f} s   (runs: {', '.join(f'{t:.2f}' for t in times['plain'])})"
     )

@@ -1,7 +1,7 @@
 """Metrics Center maintenance: approval follow-ups, deliver the notification outbox to Slack, prune staged data.
 
 Airflow's DAG discovery only reads files that mention both words "airflow" and "dag": this is one.
-Every 5 minutes, one run at a time, no catch-up. The task bodies live in ``metrics_center.maintenance``
+Every 5 minutes, one run at a time, no catch-up. The task bodies live in ``metrics_center.orchestration.maintenance``
 and are imported only when a task runs: parsing this file imports nothing but ``airflow.sdk``.
 
 - ``follow_up_approvals``: enqueues a reminder for approval stages still waiting at ``approval.remind_at``
@@ -35,19 +35,19 @@ from airflow.sdk import dag, task
 def metrics_center_maintenance() -> None:
     @task(execution_timeout=timedelta(minutes=2))
     def follow_up_approvals(**context):
-        from metrics_center import maintenance
+        from metrics_center.orchestration import maintenance
 
         return maintenance.follow_up_approvals(context)
 
     @task(execution_timeout=timedelta(minutes=6), trigger_rule="all_done")
     def deliver_notifications(**context):
-        from metrics_center import maintenance
+        from metrics_center.orchestration import maintenance
 
         return maintenance.deliver_notifications(context)
 
     @task(execution_timeout=timedelta(minutes=10))
     def prune_staging(**context):
-        from metrics_center import maintenance
+        from metrics_center.orchestration import maintenance
 
         return maintenance.prune_staging(context)
 

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from metrics_center.spec import MetricSpec
+from metrics_center.definitions.spec import MetricSpec
 
 
 def metric_spec(**overrides: Any) -> MetricSpec:

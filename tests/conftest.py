@@ -110,3 +110,16 @@ def mart(request, monkeypatch, tmp_path):
             )
     yield engine
     engine.dispose()
+
+
+#: Fixtures that need Airflow's metadata database (``dag.test()``, the REST API in-process) or start processes.
+SLOW_FIXTURES = frozenset({"airflow_db", "live", "plugin", "client"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow``: tests that run Airflow (its metadata DB, ``dag.test()``, a live api-server/scheduler, a
+    browser) or a separate process; ``make test-fast`` (``-m "not slow"``) runs the rest in well under a minute."""
+    slow = pytest.mark.slow
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(slow)

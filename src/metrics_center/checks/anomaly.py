@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy import Connection
 
-    from metrics_center.spec import Anomaly, Grain
+    from metrics_center.definitions.spec import Anomaly, Grain
 
 Verdict = Literal["ok", "anomaly", "not_enough_history"]
 _PERIOD_DAYS = {"day": 1, "week": 7, "month": 31}

@@ -1,77 +1,27 @@
-"""Cross-department reconciliation (对账): recompute the same quantity from another source and compare.
+"""Cross-department reconciliation (对账): compare our number with the same quantity from another source.
 
-Each check's SQL runs in the run's locked-down DuckDB over the metric's staged sources and returns
-``period_start, <by…>, value`` — *their* number. *Ours* is the metric's result summed to the same
+Each check's SQL runs in the run's locked-down DuckDB over the metric's staged sources
+(:mod:`metrics_center.tasks.reconciliation`) and returns ``period_start, <by…>, value`` — *their* number. *Ours* is the metric's result summed to the same
 ``by`` dimensions. Every (period, by…) pair is compared within the tolerance; a pair missing on one
 side is a mismatch. The outcome is stored like an expectation result, with its severity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from metrics_center import settings
 from metrics_center.errors import MetricsCenterError
-from metrics_center.runtime import render_with
-from metrics_center.tasks.duck import staged_duckdb
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
-    from airflow.sdk import Context
 
-    from metrics_center.spec import MetricSpec, Reconciliation
-    from metrics_center.tasks.computation import Computation
+    from metrics_center.definitions.spec import Reconciliation
 
 MAX_ROWS_KEPT = 20
 
 
-def run_reconciliations(
-    *,
-    spec: MetricSpec,
-    context: Context | None = None,
-    result: pa.Table,
-    computation: Computation | None = None,
-) -> list[dict[str, Any]]:
-    """One quality-result dict per declared check (``expectation`` = ``reconcile:<name>``).
-
-    Their number is computed period by period of the computation, like the transform, over that
-    period's staged sources.
-    """
-    if not spec.reconciliations:
-        return []
-    import duckdb
-    import pandas as pd
-
-    from metrics_center.tasks.computation import for_context
-
-    if computation is None:
-        assert context is not None, "run_reconciliations needs a context or a computation"
-        computation = for_context(spec=spec, context=context)
-    outcomes = []
-    ours_all = result.to_pandas()
-    for check in spec.reconciliations:
-        try:
-            parts = []
-            for part in computation.parts:
-                with staged_duckdb(computation=computation, part=part) as con:
-                    parts.append(_theirs(con, spec=spec, check=check, variables=part.variables))
-            theirs = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-            outcomes.append(_compare(check, ours=_ours(ours_all, check), theirs=theirs))
-        except (duckdb.Error, MetricsCenterError) as exc:
-            outcomes.append(
-                _outcome(check, success=False, observed={"error": str(exc).splitlines()[0][:300]})
-            )
-    return outcomes
-
-
-def _theirs(
-    con: Any, *, spec: MetricSpec, check: Reconciliation, variables: Mapping[str, str]
-) -> pd.DataFrame:
-    sql = render_with(
-        (settings.sql_dir() / check.sql).read_text(encoding="utf-8"), variables=variables, what=check.sql
-    )
+def theirs(con: Any, *, check: Reconciliation, sql: str) -> pd.DataFrame:
+    """*Their* number: the check's rendered ``sql`` run on ``con`` (DuckDB), summed to ``period_start, by…``."""
     relation = con.sql(sql)
     expected = ["period_start", *check.by, "value"]
     if relation is None or sorted(relation.columns) != sorted(expected):
@@ -84,12 +34,14 @@ def _theirs(
     return frame.groupby(["period_start", *check.by], dropna=False, as_index=False)["value"].sum()
 
 
-def _ours(result: pd.DataFrame, check: Reconciliation) -> pd.DataFrame:
+def ours(result: pd.DataFrame, check: Reconciliation) -> pd.DataFrame:
+    """*Our* number: the metric's result summed to ``period_start, by…``."""
     frame = result.assign(**{d: result[d].astype("string").astype(object) for d in check.by})
     return frame.groupby(["period_start", *check.by], dropna=False, as_index=False)["value"].sum()
 
 
-def _compare(check: Reconciliation, *, ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, Any]:
+def compare(check: Reconciliation, *, ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, Any]:
+    """The stored outcome: every (period, by…) pair within the tolerance, or the worst rows."""
     import pandas as pd
 
     keys = ["period_start", *check.by]
@@ -117,7 +69,7 @@ def _compare(check: Reconciliation, *, ours: pd.DataFrame, theirs: pd.DataFrame)
         for row in worst.to_dict("records")
     ]
     ours_total, theirs_total = both["value_ours"].sum(), both["value_theirs"].sum()
-    return _outcome(
+    return outcome(
         check,
         success=bool(both["within"].all()) and len(both) > 0,
         observed={
@@ -131,7 +83,8 @@ def _compare(check: Reconciliation, *, ours: pd.DataFrame, theirs: pd.DataFrame)
     )
 
 
-def _outcome(check: Reconciliation, *, success: bool, observed: dict[str, Any]) -> dict[str, Any]:
+def outcome(check: Reconciliation, *, success: bool, observed: dict[str, Any]) -> dict[str, Any]:
+    """A quality-result dict, ``expectation`` = ``reconcile:<name>``."""
     return {
         "expectation": f"reconcile:{check.name}",
         "kwargs": {

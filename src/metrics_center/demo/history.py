@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from metrics_center.periods import period_containing
+from metrics_center.definitions.periods import period_containing
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.spec import MetricSpec
+    from metrics_center.definitions.spec import MetricSpec
 
 SEEDED_BY = "demo history (seeded, not reviewed)"
 
@@ -29,7 +29,7 @@ class SeededMetric:
 
 def in_lineage_order(specs: list[MetricSpec]) -> list[MetricSpec]:
     """Inputs before the metrics built on them (a derived metric's history reads its inputs' history)."""
-    from metrics_center.lineage import metric_inputs
+    from metrics_center.definitions.lineage import metric_inputs
 
     by_key = {s.key: s for s in specs}
     ordered: dict[str, MetricSpec] = {}
@@ -54,7 +54,7 @@ def seed_history(*, engine: Engine, specs: list[MetricSpec], first: date, end: d
     """
 
     from metrics_center import settings
-    from metrics_center.definition import load_definition
+    from metrics_center.definitions.meaning import load_definition
     from metrics_center.mart.definitions import register_definition
     from metrics_center.mart.publish import publish_values
     from metrics_center.tasks.computation import of_periods

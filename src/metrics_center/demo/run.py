@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from metrics_center.local_airflow import DEFAULT_HOST, REPO, LocalAirflow, airflow_environment, listen_notice
+from metrics_center.orchestration.local_airflow import (
+    DEFAULT_HOST,
+    REPO,
+    LocalAirflow,
+    airflow_environment,
+    listen_notice,
+)
 
 PEOPLE = ("alice", "bob", "carol", "dave", "erin", "frank")
 MAINTENANCE_DAG = "metrics_center_maintenance"
@@ -141,7 +147,7 @@ def main() -> int:
 
 
 def _on_inputs() -> set[str]:
-    from metrics_center.loader import load_catalog
+    from metrics_center.definitions.loader import load_catalog
 
     catalog = load_catalog(REPO / "include" / "metrics", sql_root=REPO / "include" / "sql")
     return {k for k, m in catalog.metrics.items() if m.spec.on_inputs}

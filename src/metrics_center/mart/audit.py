@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from metrics_center.dimensions import dimensions_key
+from metrics_center.definitions.dimensions import dimensions_key
 from metrics_center.mart.tables import anomaly, metric_value_current, quality_result
 
 if TYPE_CHECKING:

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 
+from metrics_center.definitions.spec import MetricSource
 from metrics_center.errors import MartError
 from metrics_center.mart.engine import locked_transaction
 from metrics_center.mart.tables import metric_definition, metric_input
-from metrics_center.spec import MetricSource
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.spec import MetricSpec
+    from metrics_center.definitions.spec import MetricSpec
 
 Registration = Literal["new_version", "unchanged"]
 

@@ -66,7 +66,7 @@ def create_mart_engine(url: URL | str | None = None) -> Engine:
         return create_engine(
             url, connect_args={"options": f"-c search_path={MART_SCHEMA}"}, pool_pre_ping=True
         )
-    from metrics_center.dimensions import canonical_json
+    from metrics_center.definitions.dimensions import canonical_json
 
     # The unique index on current values compares dimension JSON as text: write it canonically.
     engine = create_engine(url, json_serializer=canonical_json)

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from metrics_center.dimensions import dimensions_key_sql
+from metrics_center.definitions.dimensions import dimensions_key_sql
+from metrics_center.definitions.periods import period_containing
 from metrics_center.errors import MartError, PublishRefused
 from metrics_center.mart.engine import locked_now, locked_transaction
 from metrics_center.mart.tables import metric_definition, metric_value, publication
 from metrics_center.mart.values import period_totals
-from metrics_center.periods import period_containing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy import Connection, Engine
 
-    from metrics_center.spec import Grain
+    from metrics_center.definitions.spec import Grain
 
 COPY_COLUMNS = (
     "metric_key",
@@ -77,7 +77,7 @@ def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Tab
     """``period_start, dims…, value`` → ``period_start, period_end, dimensions, value`` (sorted).
 
     DuckDB builds the canonical dimension JSON vectorised; a Python loop would dominate at 1M rows.
-    Period ends come from :mod:`metrics_center.periods` (one rule), joined per distinct period.
+    Period ends come from :mod:`metrics_center.definitions.periods` (one rule), joined per distinct period.
     """
     import duckdb
     import pyarrow as pa

@@ -22,8 +22,8 @@ from metrics_center.mart.tables import metric_run
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-    from metrics_center.periods import Period
-    from metrics_center.spec import Grain
+    from metrics_center.definitions.periods import Period
+    from metrics_center.definitions.spec import Grain
 
 RunState = Literal["computing", "computed", "published", "refused", "abandoned"]
 IN_FLIGHT: tuple[RunState, ...] = ("computing", "computed")
@@ -53,7 +53,7 @@ class RunRecord:
 
     def period_list(self, grain: Grain) -> list[Period]:
         """The periods this run computes (one, unless it restates a range or follows its inputs)."""
-        from metrics_center.periods import period_containing
+        from metrics_center.definitions.periods import period_containing
 
         starts = (
             [date.fromisoformat(str(p)[:10]) for p in self.periods] if self.periods else [self.period_start]

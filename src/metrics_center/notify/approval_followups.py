@@ -14,11 +14,10 @@ Run by the maintenance DAG before delivery. The *open* messages are the ``approv
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -28,11 +27,9 @@ from metrics_center.notify.approval_messages import REMINDER, REQUEST, UPDATE, A
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.spec import Teams
+    from metrics_center.definitions.spec import Teams
 
 log = logging.getLogger(__name__)
-#: How long an update waits before looking again for its request message to be delivered.
-WAIT_FOR_TARGET = timedelta(minutes=1)
 StageState = Literal["waiting", "active", "ended"]
 
 
@@ -98,7 +95,7 @@ def decision_for(
     engine: Engine, *, ref: ActionRef, payload: dict[str, Any], teams: Teams | None
 ) -> Decision | None:
     """The recorded answer to this stage try, or "superseded" when the stage was asked again; None: open."""
-    from metrics_center.approvals import ANSWERS
+    from metrics_center.approvals.rules import ANSWERS
     from metrics_center.mart.tables import approval_event as e
 
     with engine.connect() as conn:
@@ -130,57 +127,6 @@ def decision_for(
     newer = [r.try_number for r in rows if r.decision == "requested" and (r.try_number or 0) > ref.try_number]
     if newer:
         return Decision(outcome="superseded", detail=f"the stage was asked again (try {max(newer)})")
-    return None
-
-
-def deliver_update(run: Any, group: Any) -> float | None:
-    """Deliver one ``approval_update`` group (called by the deliverer): ``chat.update`` on each target message.
-
-    The targets are the request/reminder rows the updates name; until they are delivered the update waits
-    (checked again after :data:`WAIT_FOR_TARGET`, not counted as a try). An interrupted update is simply
-    done again: updating a message is idempotent.
-    """
-    from metrics_center.mart.tables import notification as n
-    from metrics_center.notify.deliver import _Lost
-    from metrics_center.notify.slack import render_group
-    from metrics_center.notify.slack_api import Posted, RateLimited, update
-
-    targets = sorted({_target_id(item.payload) for item in group.items})
-    with run.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(n.c.id, n.c.state, n.c.slack_channel, n.c.slack_ts).where(n.c.id.in_(targets))
-        ).all()
-    missing = [r for r in rows if r.state != "delivered" or not r.slack_ts]
-    if missing or len(rows) != len(targets):
-        states = ", ".join(f"{r.id} {r.state}" for r in missing) or "deleted"
-        with contextlib.suppress(_Lost):
-            run._update(
-                group,
-                group.ids,
-                was="pending",
-                token=None,
-                next_attempt_at=run.clock.now() + WAIT_FOR_TARGET,
-                last_error=f"waiting for the request message to be delivered first (notification {states})",
-            )
-        return None
-    if not run.claim(group):
-        return None
-    message = render_group(group.items, base_url=run.airflow_url)
-    outcome: Any = None
-    for channel, ts in sorted({(r.slack_channel, r.slack_ts) for r in rows}):
-        outcome = update(run.client, channel=channel, ts=ts, text=message.text, blocks=message.blocks)
-        if not isinstance(outcome, Posted):
-            break
-    if isinstance(outcome, Posted):
-        run.delivered(group, outcome, counter="delivered")
-        return None
-    if isinstance(outcome, RateLimited):
-        run.rate_limited(group, outcome.retry_after)
-        return outcome.retry_after
-    run.failed(group, error=outcome.error)
-    if outcome.fatal:
-        log.error("stopping delivery: %s", outcome.error)
-        run.stop.set()
     return None
 
 
@@ -259,10 +205,6 @@ def _ref(payload: dict[str, Any]) -> ActionRef:
         task_id=str(payload["task_id"]),
         try_number=int(payload["try_number"]),
     )
-
-
-def _target_id(payload: Any) -> int:
-    return int(_dict(payload)["target_id"])
 
 
 def _dict(payload: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from metrics_center.notify.slack import Message, _cut, _esc, _section
+from metrics_center.notify.blocks import Message, cut, esc, section
 
 APPROVE_ACTION = "metrics_center_approve"
 REJECT_ACTION = "metrics_center_reject"
@@ -105,13 +105,13 @@ def render_decided(request: Mapping[str, Any], decision: Decision) -> Message:
 
 def decision_line(decision: Mapping[str, Any]) -> str:
     """``✅ Approved by Bob Li at 2026-11-27 10:02 UTC via Slack`` (mrkdwn)."""
-    outcome, who = str(decision.get("outcome") or ""), _esc(str(decision.get("by") or "someone"))
+    outcome, who = str(decision.get("outcome") or ""), esc(str(decision.get("by") or "someone"))
     when = f" at {_when(decision.get('at'))}" if decision.get("at") else ""
     via = {"slack": " via Slack", "page": " on the Metrics Center page", "airflow": " in Airflow"}.get(
         str(decision.get("via") or ""), ""
     )
-    reason = f"\n>{_esc(_cut(str(decision['reason']), 500))}" if decision.get("reason") else ""
-    detail = _esc(_cut(str(decision.get("detail") or ""), 500))
+    reason = f"\n>{esc(cut(str(decision['reason']), 500))}" if decision.get("reason") else ""
+    detail = esc(cut(str(decision.get("detail") or ""), 500))
     lines = {
         "approved": f"✅ *Approved* by *{who}*{when}{via}",
         "rejected": f"❌ *Rejected* by *{who}*{when}{via}",
@@ -123,7 +123,7 @@ def decision_line(decision: Mapping[str, Any]) -> str:
         "superseded": f"↪️ *Out of date*: {detail or 'this stage was asked again'} — answer the newest message.",
         "closed": f"⏹️ *No longer waiting*: {detail or 'its run ended without an answer to this stage'}.",
     }
-    return lines.get(outcome, f"Answered{when}: {_esc(outcome)}") + reason
+    return lines.get(outcome, f"Answered{when}: {esc(outcome)}") + reason
 
 
 # --- evidence ------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def evidence_mrkdwn(markdown: str) -> list[str]:
             if rows_hidden:
                 lines.append(f"_… and {rows_hidden} more row(s) on the Metrics Center page_")
             header, rows_shown, rows_hidden = None, 0, 0
-        line = _esc(line)
+        line = esc(line)
         line = re.sub(r"\*\*(.+?)\*\*", r"*\1*", line)
         if line.startswith("- "):
             line = "• " + line[2:]
@@ -173,10 +173,10 @@ def _table_row(header: list[str], cells: list[str]) -> str:
     if {"value", "previous", "change"} <= row.keys():
         where = row.get("dimensions") or row.get("period") or ""
         return (
-            f"• {_esc(where)}: *{_esc(row['value'])}* (previous {_esc(row['previous'])}, "
-            f"change {_esc(row['change'])})"
+            f"• {esc(where)}: *{esc(row['value'])}* (previous {esc(row['previous'])}, "
+            f"change {esc(row['change'])})"
         )
-    return "• " + " · ".join(_esc(c) for c in cells if c)
+    return "• " + " · ".join(esc(c) for c in cells if c)
 
 
 def _hidden_rows(cells: list[str]) -> int:
@@ -198,46 +198,48 @@ def _render(payloads: list[dict[str, Any]], *, decision: dict[str, Any] | None) 
     else:
         header = f"{'⏰ Reminder: approve' if reminder else '🟡 Approve'} {name} — {period}"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(header, 150), "emoji": True}}
+        {"type": "header", "text": {"type": "plain_text", "text": cut(header, 150), "emoji": True}}
     ]
     if decision is not None:
-        blocks.append(_section(decision_line(decision)))
-    blocks.append(_section(_summary(payloads, decided=decision is not None, reminder=reminder)))
+        blocks.append(section(decision_line(decision)))
+    blocks.append(section(_summary(payloads, decided=decision is not None, reminder=reminder)))
     for part in _split(evidence_mrkdwn(str(first.get("evidence") or ""))):
-        blocks.append(_section(part))
+        blocks.append(section(part))
     context = _context(first)
     if context:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(context, _SECTION)}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(context, _SECTION)}]})
     actions = _actions(first, buttons=decision is None)
     if actions:
         blocks.append({"type": "actions", "block_id": "metrics_center_approval", "elements": actions})
-    return Message(text=_cut(_fallback(first, decision, reminder=reminder), 3000), blocks=blocks)
+    return Message(text=cut(_fallback(first, decision, reminder=reminder), 3000), blocks=blocks)
 
 
 def _summary(payloads: list[dict[str, Any]], *, decided: bool, reminder: bool) -> str:
     first = payloads[0] if payloads else {}
-    key, version = _esc(str(first.get("metric_key") or "")), first.get("version")
+    key, version = esc(str(first.get("metric_key") or "")), first.get("version")
     stage, number, stages = (
-        _esc(str(first.get("stage") or "")),
+        esc(str(first.get("stage") or "")),
         first.get("stage_number"),
         first.get("stages"),
     )
     where = f" ({number} of {stages})" if number and stages and stages > 1 else ""
     head = (
-        f"*{_esc(str(first.get('metric_name') or key))}* (`{key}`{f' v{version}' if version else ''})"
-        f" · stage *{stage}*{where} · period *{_esc(_period(first))}*"
+        f"*{esc(str(first.get('metric_name') or key))}* (`{key}`{f' v{version}' if version else ''})"
+        f" · stage *{stage}*{where} · period *{esc(_period(first))}*"
     )
     if decided:
         return head
     people = [str(p.get("person_name") or p.get("person") or "") for p in payloads]
     direct = len(payloads) == 1 and payloads[0].get("slack_user_id")
     if direct:
-        who = f"{_esc(people[0])}, your answer is needed."
+        who = f"{esc(people[0])}, your answer is needed."
     else:
-        who = f"Asked: {_esc(', '.join(p for p in people if p))} (no Slack user id in _teams.yaml: posted here)."
+        who = (
+            f"Asked: {esc(', '.join(p for p in people if p))} (no Slack user id in _teams.yaml: posted here)."
+        )
     others = [n for n in first.get("approvers") or [] if n not in people]
     if others:
-        who += f" Any one of {_esc(', '.join([*people, *others]))} may answer."
+        who += f" Any one of {esc(', '.join([*people, *others]))} may answer."
     deadline = ""
     if first.get("timeout_at"):
         after = {"reject": "it is rejected", "approve": "it is approved", "fail": "the run fails"}.get(
@@ -250,11 +252,11 @@ def _summary(payloads: list[dict[str, Any]], *, decided: bool, reminder: bool) -
 def _context(p: Mapping[str, Any]) -> str:
     parts = []
     if p.get("version"):
-        note = f": {_esc(_cut(str(p['change_note']), 300))}" if p.get("change_note") else ""
+        note = f": {esc(cut(str(p['change_note']), 300))}" if p.get("change_note") else ""
         parts.append(f"Definition v{p['version']}{note}")
     if p.get("owner_name"):
-        parts.append(f"owner {_esc(str(p['owner_name']))}")
-    parts.append(f"run `{_esc(str(p.get('run_id') or ''))}`, try {p.get('try_number')}")
+        parts.append(f"owner {esc(str(p['owner_name']))}")
+    parts.append(f"run `{esc(str(p.get('run_id') or ''))}`, try {p.get('try_number')}")
     return " · ".join(parts)
 
 
@@ -317,7 +319,7 @@ def _split(lines: list[str]) -> list[str]:
     current: list[str] = []
     size = 0
     for line in lines:
-        line = _cut(line, _SECTION - 100)
+        line = cut(line, _SECTION - 100)
         if current and size + len(line) + 1 > _SECTION - 100:
             parts.append("\n".join(current))
             current, size = [], 0

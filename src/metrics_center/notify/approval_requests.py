@@ -20,8 +20,8 @@ from metrics_center.notify.approval_messages import REQUEST, ActionRef
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from metrics_center.definitions.spec import ApprovalStage, MetricSpec, Teams
     from metrics_center.notify.outbox import Recipient
-    from metrics_center.spec import ApprovalStage, MetricSpec, Teams
 
 log = logging.getLogger(__name__)
 PAGE_PATH = "/metrics-center/"
@@ -74,7 +74,7 @@ def enqueue_from_context(context: Any, *, spec: MetricSpec, stage: ApprovalStage
     from airflow.providers.standard.operators.hitl import HITLOperator
 
     from metrics_center.mart.engine import get_engine
-    from metrics_center.notify.slack import airflow_base_url
+    from metrics_center.notify.blocks import airflow_base_url
 
     task, ti = context["task"], context["ti"]
     base = airflow_base_url()

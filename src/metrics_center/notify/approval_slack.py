@@ -23,7 +23,7 @@ from metrics_center.notify.approval_messages import (
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.spec import ApprovalStage, MetricSpec
+    from metrics_center.definitions.spec import ApprovalStage, MetricSpec
 
 log = logging.getLogger(__name__)
 

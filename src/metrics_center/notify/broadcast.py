@@ -16,7 +16,7 @@ from metrics_center.notify.outbox import Kind, Recipient, enqueue
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from metrics_center.spec import MetricSpec, Teams
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 
 def _department(teams: Teams | None, key: str) -> Recipient:
@@ -79,8 +79,8 @@ def enqueue_for_all(
 def downstream_of(spec: MetricSpec) -> list[MetricSpec]:
     """Every deployed metric built on ``spec``, directly or through others."""
     from metrics_center import settings
-    from metrics_center.lineage import Lineage
-    from metrics_center.loader import load_catalog
+    from metrics_center.definitions.lineage import Lineage
+    from metrics_center.definitions.loader import load_catalog
 
     catalog = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir())
     keys = Lineage.of(m.spec for m in catalog.metrics.values()).descendants(spec.key)

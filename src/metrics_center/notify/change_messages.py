@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from metrics_center.notify.slack import Message, _cut, _esc, _fmt, _message, _mrkdwn_metric, _section, _text
+from metrics_center.notify.blocks import (
+    Message,
+    alert_message,
+    cut,
+    esc,
+    fmt,
+    mrkdwn_metric,
+    section,
+    text_of,
+)
 
 MAX_DIFF_CHARS = 2600
 
@@ -21,50 +30,50 @@ def dictionary_url(base_url: str | None, key: str) -> str | None:
 
 def render_definition_change(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
     p = payloads[0]
-    key = _text(p.get("metric_key"))
+    key = text_of(p.get("metric_key"))
     old, new = p.get("old_version"), p["new_version"]  # a payload without it is shown generically
     kind = "⚠️ Breaking change" if p.get("breaking") else "Definition change"
     if old is None:
-        header = f"New metric: {_text(p.get('metric_name')) or key} v{new}"
-        what = f"{_mrkdwn_metric(p)} is a new governed metric (v{new})."
+        header = f"New metric: {text_of(p.get('metric_name')) or key} v{new}"
+        what = f"{mrkdwn_metric(p)} is a new governed metric (v{new})."
     else:
-        header = f"{kind}: {_text(p.get('metric_name')) or key} v{old} → v{new}"
+        header = f"{kind}: {text_of(p.get('metric_name')) or key} v{old} → v{new}"
         what = (
-            f"{_mrkdwn_metric(p)} v{old} → *v{new}*, {'*breaking*' if p.get('breaking') else 'non-breaking'}."
+            f"{mrkdwn_metric(p)} v{old} → *v{new}*, {'*breaking*' if p.get('breaking') else 'non-breaking'}."
         )
-    lines = [f"*Change note:* {_esc(_text(p.get('change_note')))}"]
+    lines = [f"*Change note:* {esc(text_of(p.get('change_note')))}"]
     if p.get("changes"):
-        lines.append("*What changed:* " + _esc("; ".join(str(c) for c in p["changes"][:top])))
+        lines.append("*What changed:* " + esc("; ".join(str(c) for c in p["changes"][:top])))
     lines.append(
-        f"*Changed by:* {_esc(_text(p.get('changed_by')) or 'unknown (the definitions are not in a git checkout)')}"
+        f"*Changed by:* {esc(text_of(p.get('changed_by')) or 'unknown (the definitions are not in a git checkout)')}"
     )
-    lines.append(f"*Takes effect:* {_esc(_text(p.get('takes_effect')))}")
+    lines.append(f"*Takes effect:* {esc(text_of(p.get('takes_effect')))}")
     if p.get("downstream"):
-        lines.append("*Built on it:* " + _esc(", ".join(p["downstream"])))
+        lines.append("*Built on it:* " + esc(", ".join(p["downstream"])))
     if p.get("why"):
-        lines.append("_You are told because " + _esc("; ".join(p["why"])) + "._")
+        lines.append("_You are told because " + esc("; ".join(p["why"])) + "._")
     link = dictionary_url(base_url, key)
-    message = _message(
+    message = alert_message(
         header=header,
         summary=what,
         lines=lines,
         more="",
         context=[],
         link=None,
-        fallback=f"{header}. {_text(p.get('change_note'))}",
+        fallback=f"{header}. {text_of(p.get('change_note'))}",
     )
     blocks = list(message.blocks)
-    impact = _impact_text(p.get("preview"), unit=_text(p.get("unit")))
+    impact = _impact_text(p.get("preview"), unit=text_of(p.get("unit")))
     if impact:
-        blocks.append(_section(impact))
-    diff = _text(p.get("diff"))
+        blocks.append(section(impact))
+    diff = text_of(p.get("diff"))
     if diff:
-        cut = len(diff) > MAX_DIFF_CHARS or p.get("diff_truncated")
+        shortened = len(diff) > MAX_DIFF_CHARS or p.get("diff_truncated")
         shown = diff[:MAX_DIFF_CHARS].rsplit("\n", 1)[0] if len(diff) > MAX_DIFF_CHARS else diff
-        blocks.append(_section(f"```{shown}```"))
-        if cut:
+        blocks.append(section(f"```{shown}```"))
+        if shortened:
             blocks.append(
-                _section(
+                section(
                     f"_Diff cut short; the full diff is on <{link}|the metric's page>._"
                     if link
                     else "_Diff cut short._"
@@ -77,28 +86,28 @@ def render_definition_change(payloads: list[dict[str, Any]], base_url: str | Non
                 "elements": [{"type": "mrkdwn", "text": f"<{link}|Version history and diffs>"}],
             }
         )
-    return Message(text=_cut(message.text + (f" {link}" if link else ""), 3000), blocks=blocks)
+    return Message(text=cut(message.text + (f" {link}" if link else ""), 3000), blocks=blocks)
 
 
 def _impact_text(preview: Any, *, unit: str) -> str:
     if not preview:
         return ""
     if preview.get("error"):
-        return f"*Impact preview:* could not be computed — {_esc(_text(preview['error']))[:400]}"
-    headline = _text(preview.get("headline"))
-    lines = [f"*Impact on the last {len(preview.get('periods') or [])} published periods:* {_esc(headline)}"]
+        return f"*Impact preview:* could not be computed — {esc(text_of(preview['error']))[:400]}"
+    headline = text_of(preview.get("headline"))
+    lines = [f"*Impact on the last {len(preview.get('periods') or [])} published periods:* {esc(headline)}"]
     for row in (preview.get("largest") or [])[:5]:
         dims = ", ".join(f"{k}={v}" for k, v in (row.get("dimensions") or {}).items()) or "total"
         rel = f" ({row['rel']:+.1%})" if row.get("rel") is not None else ""
         lines.append(
-            f"• {row.get('period')} {_esc(dims)}: {_esc(_fmt(row.get('old')))} → {_esc(_fmt(row.get('new')))} {_esc(unit)}{rel}"
+            f"• {row.get('period')} {esc(dims)}: {esc(fmt(row.get('old')))} → {esc(fmt(row.get('new')))} {esc(unit)}{rel}"
         )
     return "\n".join(lines)
 
 
 def render_history_changed(payloads: list[dict[str, Any]], base_url: str | None, top: int) -> Message:
     p = payloads[0]
-    key, unit = _text(p.get("metric_key")), _text(p.get("unit"))
+    key, unit = text_of(p.get("metric_key")), text_of(p.get("unit"))
     periods = p.get("periods") or []
     explicit = "Restated" if p.get("explicit") else "Re-published"
     span = (
@@ -108,24 +117,24 @@ def render_history_changed(payloads: list[dict[str, Any]], base_url: str | None,
         if periods
         else "?"
     )
-    header = f"{explicit}: {_text(p.get('metric_name')) or key} — {span}"
+    header = f"{explicit}: {text_of(p.get('metric_name')) or key} — {span}"
     summary = (
-        f"{_mrkdwn_metric(p)}: published values changed for {span} (definition v{p.get('version')}), "
-        f"approved by {_esc(_text(p.get('approved_by')))}."
+        f"{mrkdwn_metric(p)}: published values changed for {span} (definition v{p.get('version')}), "
+        f"approved by {esc(text_of(p.get('approved_by')))}."
     )
     lines = []
     for row in periods[:top]:
         old, new = row.get("old_total"), row.get("new_total")
         change = f" ({(new - old) / abs(old):+.1%})" if old and new is not None else ""
         lines.append(
-            f"• {row['period']}: {_esc(_fmt(old))} → *{_esc(_fmt(new))}* {_esc(unit)}{change}"
+            f"• {row['period']}: {esc(fmt(old))} → *{esc(fmt(new))}* {esc(unit)}{change}"
             f" · rows {row.get('old_rows')} → {row.get('new_rows')}"
         )
     if p.get("why"):
-        lines.append("_You are told because " + _esc("; ".join(p["why"])) + "._")
+        lines.append("_You are told because " + esc("; ".join(p["why"])) + "._")
     more = f"… and {len(periods) - top} more period(s)" if len(periods) > top else ""
     link = dictionary_url(base_url, key)
-    return _message(
+    return alert_message(
         header=header,
         summary=summary,
         lines=lines,

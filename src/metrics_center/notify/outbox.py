@@ -16,7 +16,7 @@ from metrics_center.mart.tables import notification
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from metrics_center.spec import MetricSpec, Teams
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 Kind = Literal[
     "anomaly",

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from metrics_center.definitions.spec import Teams
     from metrics_center.notify.approval_messages import ActionRef
-    from metrics_center.spec import Teams
 
 #: A click may come while the task is between writing its request and parking: wait this long for it.
 PARK_WAIT_S = 5.0

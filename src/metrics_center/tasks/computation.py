@@ -17,15 +17,15 @@ from datetime import datetime, time
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from metrics_center.definition import effective_timezone
-from metrics_center.periods import Period
-from metrics_center.runtime import run_period, staging_dir, template_variables
+from metrics_center.definitions.meaning import effective_timezone
+from metrics_center.definitions.periods import Period
+from metrics_center.tasks.runtime import run_period, staging_dir, template_variables
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
     from sqlalchemy import Engine
 
-    from metrics_center.spec import MetricSpec
+    from metrics_center.definitions.spec import MetricSpec
 
 RESULT_FOLDER = "result"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
-from metrics_center.definition import effective_timezone
+from metrics_center.definitions.meaning import effective_timezone
 from metrics_center.tasks.staging import is_local, local_parquet_files, read_mode, remote_parquet_files
 
 if TYPE_CHECKING:

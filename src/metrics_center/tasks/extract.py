@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
+from metrics_center.definitions.spec import FileSource, MetricSource, MetricSpec, SqlSource
+from metrics_center.definitions.templates import render_with
 from metrics_center.errors import MetricsCenterError
-from metrics_center.runtime import render_with
-from metrics_center.spec import FileSource, MetricSource, MetricSpec, SqlSource
 from metrics_center.tasks.sql_rows import SqlColumn, describe_columns, rows_to_table
 from metrics_center.tasks.staging import PartWriter, StagedTypeConflict
 

@@ -3,10 +3,10 @@
 The ``impact_preview`` task of every run does this, cheaply, when the run's version was announced
 already (every run but a new version's first). For a new version it:
 
-1. classifies the change against the previous registered version (:mod:`metrics_center.changes`);
+1. classifies the change against the previous registered version (:mod:`metrics_center.definitions.changes`);
 2. if breaking, computes the new definition over the last ``preview_periods`` periods published under
    older versions — the same extract and transform a run does, staged under the run's ``preview/`` —
-   and compares it with what was published (:mod:`metrics_center.impact`); a preview that fails is
+   and compares it with what was published (:mod:`metrics_center.checks.impact`); a preview that fails is
    reported, never fatal: the broadcast must go out anyway;
 3. in one transaction: claims the announcement (``metric_definition.announced_at``, so concurrent or
    retried runs announce once), stores the preview and writes a ``definition_change`` notification for
@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from metrics_center import observability
-from metrics_center.impact import Impact, compare_versions
+from metrics_center.checks.impact import Impact, compare_versions
 from metrics_center.mart.tables import impact_preview, metric_definition
+from metrics_center.observability import stats
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
     from sqlalchemy import Engine
 
-    from metrics_center.spec import MetricSpec, Teams
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 log = logging.getLogger(__name__)
 MAX_DIFF_LINES = 80
@@ -68,8 +68,8 @@ def compute_impact(
     ``before_version`` (default ``spec.version``): only values published under older versions count.
     """
     before_version = before_version or spec.version
+    from metrics_center.definitions.periods import period_containing
     from metrics_center.mart.values import current_values_table, recent_periods
-    from metrics_center.periods import period_containing
     from metrics_center.tasks.computation import of_periods
     from metrics_center.tasks.extract import extract_source
     from metrics_center.tasks.transform import transform_table
@@ -142,10 +142,10 @@ def _not_comparable(*, spec: MetricSpec, previous: Any, periods: list[date], not
 def run_impact_preview(
     engine: Engine, *, spec: MetricSpec, teams: Teams | None, context: Context
 ) -> dict[str, Any]:
-    from metrics_center.changes import compare_documents, truncate_diff, unified_diff
+    from metrics_center.definitions.changes import compare_documents, truncate_diff, unified_diff
     from metrics_center.errors import MetricsCenterError
     from metrics_center.mart.runs import get_run
-    from metrics_center.runtime import staging_dir
+    from metrics_center.tasks.runtime import staging_dir
 
     run = get_run(engine, metric_key=spec.key, run_id=context["run_id"])
     if run is None:
@@ -196,7 +196,7 @@ def run_impact_preview(
         run_id=run.run_id,
         period=run.period_start,
     )
-    observability.version_announced(
+    stats.version_announced(
         metric_key=spec.key,
         announced=announced is not None,
         breaking=change.breaking,

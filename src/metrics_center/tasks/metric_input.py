@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from metrics_center.definitions.periods import Period, period_containing
+from metrics_center.definitions.spec import MetricSource, MetricSpec
 from metrics_center.errors import MetricsCenterError
 from metrics_center.mart.tables import metric_definition, publication
-from metrics_center.periods import Period, period_containing
-from metrics_center.spec import MetricSource, MetricSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from metrics_center import observability
-from metrics_center.approvals import approved_by_text, verify_approved
-from metrics_center.definition import load_definition
+from metrics_center.approvals.rules import approved_by_text, verify_approved
+from metrics_center.definitions.meaning import load_definition
 from metrics_center.errors import MetricsCenterError, PublishRefused
 from metrics_center.mart.definitions import newest_version
 from metrics_center.mart.publish import PublishResult, publish_values
 from metrics_center.mart.runs import RunRecord, finish_run, get_run
 from metrics_center.notify.broadcast import downstream_of, history_changed
+from metrics_center.observability import stats
 from metrics_center.tasks.transform import read_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from sqlalchemy import Engine
 
-    from metrics_center.spec import MetricSpec, Teams
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 
 def publish_run(
@@ -56,7 +56,7 @@ def publish_run(
                 explicit=run.restatement,
                 changes=changes,
             )
-            observability.periods_restated(
+            stats.periods_restated(
                 metric_key=spec.key, periods=sum(c.changed for c in changes), explicit=run.restatement
             )
 
@@ -81,12 +81,12 @@ def publish_run(
         )
     except PublishRefused as exc:
         finish_run(engine, metric_key=spec.key, run_id=run_id, state="refused", detail=str(exc))
-        observability.publish_refused(metric_key=spec.key, error=exc)
+        stats.publish_refused(metric_key=spec.key, error=exc)
         raise
     finish_run(
         engine, metric_key=spec.key, run_id=run_id, state="published", publication_id=result.publication_id
     )
-    observability.published(metric_key=spec.key, rows=result.rows, already_published=result.already_published)
+    stats.published(metric_key=spec.key, rows=result.rows, already_published=result.already_published)
     return run, result
 
 

@@ -11,24 +11,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from metrics_center import observability
 from metrics_center.checks.anomaly import Scored, load_history, record_anomalies, score
-from metrics_center.checks.reconcile import run_reconciliations
-from metrics_center.dimensions import dimensions_key
+from metrics_center.checks.expectations import raise_on_failures, run_expectations
+from metrics_center.definitions.dimensions import dimensions_key
 from metrics_center.errors import MetricsCenterError
 from metrics_center.mart.audit import record_quality_results
 from metrics_center.mart.engine import locked_transaction
 from metrics_center.mart.runs import RunRecord, get_run
 from metrics_center.notify.outbox import department_recipient, enqueue
+from metrics_center.observability import stats
 from metrics_center.tasks.computation import for_context
-from metrics_center.tasks.quality import raise_on_failures, run_expectations
+from metrics_center.tasks.reconciliation import run_reconciliations
 from metrics_center.tasks.transform import read_result
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from sqlalchemy import Connection, Engine
 
-    from metrics_center.spec import MetricSpec, Teams
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 
 def run_quality_gate(
@@ -80,7 +80,7 @@ def run_quality_gate(
             else []
         )
         _notify(conn, spec=spec, teams=teams, run=run, results=results, anomalies=anomalies)
-    observability.quality_checked(metric_key=spec.key, results=results, anomalies=len(anomalies))
+    stats.quality_checked(metric_key=spec.key, results=results, anomalies=len(anomalies))
     raise_on_failures(metric_key=spec.key, results=results)
     verdicts = scored.frame["verdict"].value_counts().to_dict() if scored is not None else {}
     return {

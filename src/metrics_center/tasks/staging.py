@@ -111,7 +111,7 @@ class PartWriter:
     def _write_part(self, number: int, table: pa.Table) -> None:
         import pyarrow.parquet as pq
 
-        from metrics_center.task_timing import staging
+        from metrics_center.observability.task_timing import staging
 
         with staging(), self._part(number).open("wb") as fh:
             pq.write_table(table, fh)
@@ -190,7 +190,7 @@ def local_parquet_files(folder: ObjectStoragePath) -> Iterator[list[str]]:
     if is_local(folder):
         yield [str(Path(p.path)) for p in parts]
         return
-    from metrics_center.task_timing import staging
+    from metrics_center.observability.task_timing import staging
 
     tmp = Path(tempfile.mkdtemp(prefix="mc-stage-"))
     try:

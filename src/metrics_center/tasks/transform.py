@@ -11,12 +11,13 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from metrics_center import settings
+from metrics_center.definitions.periods import period_containing
+from metrics_center.definitions.spec import MetricSpec
+from metrics_center.definitions.templates import render_with
 from metrics_center.errors import MetricsCenterError
-from metrics_center.periods import period_containing
-from metrics_center.runtime import render_with, staging_dir
-from metrics_center.spec import MetricSpec
 from metrics_center.tasks.computation import RESULT_FOLDER
 from metrics_center.tasks.duck import staged_duckdb
+from metrics_center.tasks.runtime import staging_dir
 from metrics_center.tasks.staging import PartWriter
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def transform(
 
 def result_digest(folder: ObjectStoragePath) -> str:
     """SHA-256 over the staged result's parts: what approvers saw is exactly what gets published."""
-    from metrics_center.task_timing import staging
+    from metrics_center.observability.task_timing import staging
 
     digest = hashlib.sha256()
     with staging():
@@ -215,7 +216,7 @@ def read_result(*, spec: MetricSpec, context: Context) -> tuple[pa.Table, str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from metrics_center.task_timing import staging
+    from metrics_center.observability.task_timing import staging
 
     folder = staging_dir(context, spec) / RESULT_FOLDER
     digest = hashlib.sha256()

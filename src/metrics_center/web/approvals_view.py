@@ -1,6 +1,6 @@
 """My approvals: what waits for the logged-in person, with its evidence and charts, and answering it.
 
-Answers go through :func:`metrics_center.answers.submit_answer` — the same path as the Slack
+Answers go through :func:`metrics_center.approvals.answers.submit_answer` — the same path as the Slack
 endpoint: sign-off rules, the early-answer hold, Airflow's own ``update_hitl_detail`` as the
 logged-in user, and an audit row for every attempt.
 """
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from metrics_center.answers import Outcome, Waiting, stage_of
-from metrics_center.approvals import APPROVE
+from metrics_center.approvals.answers import Outcome, Waiting
+from metrics_center.approvals.rules import APPROVE
+from metrics_center.definitions.task_ids import stage_of
 from metrics_center.web import queries
 from metrics_center.web.auth import allowed
 from metrics_center.web.charts import approval_charts
@@ -21,9 +22,9 @@ from metrics_center.web.charts import approval_charts
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.loader import Catalog
+    from metrics_center.definitions.loader import Catalog
+    from metrics_center.definitions.spec import MetricSpec
     from metrics_center.mart.runs import RunRecord
-    from metrics_center.spec import MetricSpec
     from metrics_center.web.auth import Viewer
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def waiting_cards(
     """
     from airflow.utils.session import create_session
 
-    from metrics_center.answers import waiting_for, with_bodies
+    from metrics_center.approvals.answers import waiting_for, with_bodies
 
     per_page = max(1, min(per_page, MAX_PAGE_SIZE))
     page = max(1, page)
@@ -222,7 +223,7 @@ def answer(
     The anomalies are marked only once Airflow recorded the approval, so a refused answer (wrong
     person, too late, already answered) leaves them as they were.
     """
-    from metrics_center.answers import submit_answer
+    from metrics_center.approvals.answers import submit_answer
 
     spec = catalog.metrics[dag_id].spec
     refusal = _refusal(spec=spec, viewer=viewer, task_id=task_id, option=option, expected=expected)
@@ -275,7 +276,7 @@ def _audit_refusal(
     engine: Engine, *, spec: MetricSpec, viewer: Viewer, run_id: str, task_id: str, outcome: Outcome
 ) -> None:
     """An attempt by someone who is nobody in ``_teams.yaml`` is audited under their Airflow user id."""
-    from metrics_center.approvals import record_attempt
+    from metrics_center.approvals.rules import record_attempt
 
     if outcome.stage is None or viewer.person is not None:
         return

@@ -19,8 +19,8 @@ from fastapi import Depends, HTTPException, Request
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.loader import Catalog
-    from metrics_center.spec import MetricSpec, Teams
+    from metrics_center.definitions.loader import Catalog
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 Method = Literal["GET", "PUT"]
 
@@ -66,7 +66,7 @@ ContextDep = Annotated[Context, Depends(context)]
 def load_catalog() -> Catalog:
     """The metric definitions and teams as they are now (a few ms: read on every request)."""
     from metrics_center import settings
-    from metrics_center.loader import load_catalog as load
+    from metrics_center.definitions.loader import load_catalog as load
 
     return load(settings.metrics_dir(), sql_root=settings.sql_dir())
 

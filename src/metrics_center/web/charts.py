@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from metrics_center.dimensions import dimensions_key
+from metrics_center.definitions.dimensions import dimensions_key
 from metrics_center.web.render import dims_label
 
 MAX_COMBINATIONS = 6  # lines in one chart before it turns into spaghetti

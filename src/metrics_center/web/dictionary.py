@@ -13,8 +13,8 @@ from metrics_center.web.charts import small_multiples
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.loader import Catalog
-    from metrics_center.spec import MetricSpec, Teams
+    from metrics_center.definitions.loader import Catalog
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 HISTORY_PERIODS = 90
 
@@ -101,7 +101,7 @@ def filter_choices(catalog: Catalog) -> dict[str, list[dict[str, str]] | list[st
 
 def detail(catalog: Catalog, engine: Engine, spec: MetricSpec) -> dict[str, Any]:
     """Everything the metric's page shows."""
-    from metrics_center.definition import effective_timezone
+    from metrics_center.definitions.meaning import effective_timezone
 
     teams = catalog.teams
     rows = queries.history(engine, spec.key, periods=HISTORY_PERIODS)
@@ -135,7 +135,7 @@ def detail(catalog: Catalog, engine: Engine, spec: MetricSpec) -> dict[str, Any]
 
 def _lineage(catalog: Catalog, key: str) -> dict[str, list[dict[str, str]]]:
     """The metrics this one reads (directly) and the metrics that read it, with their names."""
-    from metrics_center.lineage import Lineage
+    from metrics_center.definitions.lineage import Lineage
 
     lineage = Lineage.of(m.spec for m in catalog.metrics.values())
 
@@ -149,7 +149,7 @@ def _lineage(catalog: Catalog, key: str) -> dict[str, list[dict[str, str]]]:
 
 
 def _approval(spec: MetricSpec, teams: Teams | None) -> dict[str, Any]:
-    from metrics_center.operators import approve_task_id
+    from metrics_center.definitions.task_ids import approve_task_id
 
     stages = []
     for stage in spec.approval.stages:

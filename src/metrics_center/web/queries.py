@@ -75,7 +75,7 @@ def versions(engine: Engine, key: str) -> list[Row]:
 
 def version_changes(engine: Engine, key: str) -> dict[int, dict[str, Any]]:
     """Per registered version: what changed from the one before (classification and diff) and its impact preview."""
-    from metrics_center.changes import compare_documents, unified_diff
+    from metrics_center.definitions.changes import compare_documents, unified_diff
     from metrics_center.mart.tables import impact_preview
 
     t = metric_definition

@@ -5,7 +5,7 @@ signature instead (slack-sdk's ``SignatureVerifier`` with the ``signing_secret``
 ``metrics_center_slack`` connection), refuses requests older than 5 minutes and replays (each signature is
 remembered in the mart, so every api-server worker agrees), acknowledges at once — Slack wants an answer
 within 3 s — and leaves the work (who clicked, recording the answer as that person, the ephemeral reply)
-to a worker thread: :mod:`metrics_center.notify.approval_actions`.
+to a worker thread: :mod:`metrics_center.web.slack_answers`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ async def _interaction(request: Request) -> Response:
     if payload is None:
         return _refuse(400, "no interaction payload: Slack sends a form field `payload` holding JSON")
     if payload.get("type") == "view_submission":
-        from metrics_center.notify.approval_actions import reason_errors
+        from metrics_center.web.slack_answers import reason_errors
 
         errors = reason_errors(payload)
         if errors:
@@ -167,7 +167,7 @@ def forget_cached_secret() -> None:
 
 def submit(payload: dict[str, Any]) -> Future[None]:
     """Handle an acknowledged interaction in a worker thread of this process."""
-    from metrics_center.notify.approval_actions import handle_interaction
+    from metrics_center.web.slack_answers import handle_interaction
 
     global _pool
     with _state_lock:

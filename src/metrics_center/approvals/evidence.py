@@ -1,0 +1,205 @@
+"""The evidence an approver reads before answering: values, change vs last period, rows, quality."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metrics_center.definitions.dimensions import dimensions_key
+
+MAX_ROWS_SHOWN = 20
+MAX_PERIODS_SHOWN = 31
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.4g} {unit}" if abs(value) < 1 else f"{value:,.2f} {unit}"
+
+
+def _change(current: float | None, previous: float | None) -> str:
+    if current is None or previous is None:
+        return "n/a (no previous value)"
+    delta = current - previous
+    if previous == 0:
+        return f"{delta:+,.2f}"
+    return f"{delta:+,.2f} ({delta / abs(previous):+.1%})"
+
+
+def approval_body(
+    *,
+    name: str,
+    unit: str,
+    period: str,
+    stage: str,
+    previous_period: str,
+    rows: int,
+    total: float | None,
+    values: list[dict[str, Any]],
+    previous: dict[str, float | None],
+    already_published: dict[str, float | None],
+    sources: list[dict[str, Any]],
+    quality: list[dict[str, Any]],
+    anomalies: list[dict[str, Any]],
+    earlier_approvals: list[str],
+    doc: str,
+    restatement: bool = False,
+    by_period: list[dict[str, Any]] | None = None,
+    impact: dict[str, Any] | None = None,
+) -> str:
+    """Markdown for the HITL body (shown in the Airflow UI, Slack and the plugin page).
+
+    ``total`` is given only for additive metrics (``aggregation: sum``): the sum of four regions'
+    conversion rates is not a number anyone should approve.
+    """
+    lines = [f"**{name}** — period **{period}** — stage **{stage}**", ""]
+    if total is not None and by_period:
+        lines.append(f"Total: **{_fmt(total, unit)}** over {rows} row(s) in {len(by_period)} periods")
+    elif total is not None:
+        total_prev = sum(v for v in previous.values() if v is not None) if previous else None
+        lines.append(
+            f"Total: **{_fmt(total, unit)}** over {rows} row(s); vs {previous_period}: {_change(total, total_prev)}"
+        )
+    else:
+        lines.append(f"{rows} row(s); no total: this metric is not additive across its dimensions")
+    if restatement:
+        lines.append(
+            "\n⚠️ **Explicit restatement**: approving replaces the published values of "
+            + ("these periods" if by_period else "this period")
+            + " even if a newer run published them."
+        )
+    if impact:
+        lines += ["", *impact_lines(impact, unit=unit)]
+    if by_period:
+        additive = total is not None
+        changed = sum(1 for p in by_period if _differs(p))
+        lines += [
+            "",
+            f"**{len(by_period)} periods in one decision** — {changed} differ from what is published; approving "
+            "publishes all of them (the old values stay in the history):",
+            "",
+            "| period | published rows | new rows | "
+            + ("published total | new total | change |" if additive else "|"),
+            "|---|---|---|" + ("---|---|---|" if additive else ""),
+        ]
+        for p in by_period[:MAX_PERIODS_SHOWN]:
+            row = f"| {p['period']} | {p['old_rows']} | {p['new_rows']} |"
+            if additive:
+                row += f" {_fmt(p['old_total'], unit)} | {_fmt(p['new_total'], unit)} | {_change(p['new_total'], p['old_total'])} |"
+            lines.append(row)
+        if len(by_period) > MAX_PERIODS_SHOWN:
+            lines.append(f"| … {len(by_period) - MAX_PERIODS_SHOWN} more periods | | |")
+    if already_published and not by_period:
+        if total is not None:
+            published_total = sum(v for v in already_published.values() if v is not None)
+            what = f"total {_fmt(published_total, unit)}; this result {_change(total, published_total)}"
+        else:
+            what = f"{len(already_published)} value(s)"
+        lines.append(
+            f"\n⚠️ **This period is already published** ({what}): approving publishes a restatement; "
+            "the old values stay in the history."
+        )
+    if values:
+        lines += ["", "| period | dimensions | value | previous | change |", "|---|---|---|---|---|"]
+        for row in values[:MAX_ROWS_SHOWN]:
+            dims = {k: v for k, v in row.items() if k not in ("period_start", "value")}
+            prev = previous.get(dimensions_key(dims))
+            label = ", ".join(f"{k}={v}" for k, v in dims.items()) or "(no dimensions)"
+            lines.append(
+                f"| {row['period_start']} | {label} | {_fmt(row['value'], unit)} | {_fmt(prev, unit)} "
+                f"| {_change(row['value'], prev)} |"
+            )
+        if rows > MAX_ROWS_SHOWN:
+            lines.append(f"| … | {rows - MAX_ROWS_SHOWN} more rows | | | |")
+    elif rows == 0:
+        lines += ["", "**The result is empty**: approving publishes no values for this period."]
+    lines += ["", "**Rows extracted per source**", ""]
+    lines += [f"- `{s['source']}`: {s['rows']:,} rows from {s['origin']}" for s in sources]
+    if anomalies:
+        lines += ["", f"**Anomalies** ({len(anomalies)}, vs this metric's published history)", ""]
+        lines += [f"- {anomaly_line(a, unit=unit)}" for a in anomalies[:MAX_ROWS_SHOWN]]
+        if len(anomalies) > MAX_ROWS_SHOWN:
+            lines.append(f"- … and {len(anomalies) - MAX_ROWS_SHOWN} more")
+    passed = sum(1 for q in quality if q["success"])
+    lines += ["", f"**Quality checks**: {passed}/{len(quality)} passed", ""]
+    for q in quality:
+        mark = "✅" if q["success"] else ("⚠️" if q.get("severity") == "warn" else "❌")
+        if q["expectation"].startswith("reconcile:"):
+            lines.append(f"- {mark} {reconciliation_line(q, unit=unit)}")
+        else:
+            lines.append(f"- {mark} `{q['expectation']}` {q['kwargs']}")
+    if earlier_approvals:
+        lines += ["", "**Earlier stages**: " + "; ".join(earlier_approvals)]
+    lines += ["", "---", doc]
+    return "\n".join(lines)
+
+
+def _differs(period: dict[str, Any]) -> bool:
+    """Rows or total changed (beyond floating-point summation order)."""
+    old, new = period["old_total"], period["new_total"]
+    if period["old_rows"] != period["new_rows"] or (old is None) != (new is None):
+        return True
+    return old is not None and abs(new - old) > 1e-9 * max(1.0, abs(old))
+
+
+def impact_lines(impact: dict[str, Any], *, unit: str) -> list[str]:
+    """The impact preview of a new breaking version, for its first approver."""
+    if impact.get("error"):
+        return [f"⚠️ **New breaking version: its impact preview failed** — {impact['error']}"]
+    head = (
+        f"⚠️ **New breaking version v{impact.get('to_version')}** (was v{impact.get('from_version')}): over the last "
+        f"{len(impact.get('periods') or [])} published periods, {impact.get('headline', '')}."
+    )
+    lines = [head]
+    largest = impact.get("largest") or []
+    if largest:
+        lines += [
+            "",
+            "| period | dimensions | published | new definition | change |",
+            "|---|---|---|---|---|",
+        ]
+        for row in largest:
+            dims = ", ".join(f"{k}={v}" for k, v in (row.get("dimensions") or {}).items()) or "(total)"
+            lines.append(
+                f"| {row['period']} | {dims} | {_fmt(row.get('old'), unit)} | {_fmt(row.get('new'), unit)} "
+                f"| {_change(row.get('new'), row.get('old'))} |"
+            )
+    return lines
+
+
+def anomaly_line(anomaly: dict[str, Any], *, unit: str) -> str:
+    """``east: ▲ 18,200.00 CNY, +38.0% vs expected 13,190.00 CNY ± 1,100.00 (zscore 4.2)``."""
+    dims = ", ".join(f"{k}={v}" for k, v in (anomaly.get("dimensions") or {}).items()) or "(no dimensions)"
+    value, expected = anomaly["value"], anomaly.get("expected")
+    arrow = "▲" if expected is None or value >= expected else "▼"
+    if expected is None:
+        return f"{dims}: {arrow} {_fmt(value, unit)} (no expected value)"
+    change = f", {(value - expected) / abs(expected):+.1%}" if expected else ""
+    low, high = anomaly.get("band_low"), anomaly.get("band_high")
+    half = (high - low) / 2 if low is not None and high is not None else None
+    band = f" ± {half:,.2f}" if half else " (flat history: any change is unusual)"
+    score = anomaly.get("score")
+    scored = f" ({anomaly['method']} {score:+.1f})" if score is not None else ""
+    return f"{dims}: {arrow} {_fmt(value, unit)}{change} vs expected {_fmt(expected, unit)}{band}{scored}"
+
+
+def reconciliation_line(result: dict[str, Any], *, unit: str) -> str:
+    """``reconcile:gmv_vs_cash (warn, within 1%): ours 65,859.87 CNY vs theirs 62,100.00 CNY (+6.1%); 1 of 4 outside``."""
+    kwargs, observed = result["kwargs"], result.get("observed") or {}
+    tolerance = kwargs.get("tolerance", {})
+    allowed = []
+    if tolerance.get("pct") is not None:
+        allowed.append(f"{tolerance['pct']:g}%")
+    if tolerance.get("abs") is not None:
+        allowed.append(f"{tolerance['abs']:,g} {unit}")
+    head = (
+        f"`{result['expectation']}` ({result.get('severity', 'block')}, within {' or '.join(allowed) or '—'})"
+    )
+    if "error" in observed:
+        return f"{head}: could not compare — {observed['error']}"
+    ours, theirs = observed.get("ours"), observed.get("theirs")
+    relative = f" ({(ours - theirs) / abs(theirs):+.1%})" if ours is not None and theirs else ""
+    outside = observed.get("mismatched", 0)
+    return (
+        f"{head}: ours {_fmt(ours, unit)} vs theirs {_fmt(theirs, unit)}{relative}; "
+        f"{outside} of {observed.get('compared', 0)} outside"
+    )

@@ -1,0 +1,7 @@
+"""``python -m metrics_center.cli``."""
+
+import sys
+
+from metrics_center.cli import main
+
+sys.exit(main())

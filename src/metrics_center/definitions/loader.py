@@ -1,0 +1,482 @@
+"""Read metric and teams files, validate them and report every problem as ``path:line: key: what — fix``.
+
+A broken file never stops the others from loading: :func:`load_catalog` returns the good specs and,
+separately, the problems of each bad file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from metrics_center.definitions.rule_checks import quality_findings
+from metrics_center.definitions.spec import FileSource, MetricSource, MetricSpec, SqlSource, Teams
+from metrics_center.errors import SpecError, SpecProblem
+
+TEAMS_FILE = "_teams.yaml"
+DATA_ROOT_FIX = "give a path relative to METRICS_CENTER_DATA_ROOT"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Short fixes for pydantic's error types; the message already says what is wrong.
+_FIXES = {
+    "missing": "add this key",
+    "extra_forbidden": "remove it, or check its spelling against `metrics-center schema`",
+    "string_pattern_mismatch": "use lower-case letters, digits and underscores, starting with a letter",
+    "literal_error": "use one of the listed values",
+    "int_parsing": "write a whole number",
+    "greater_than_equal": "raise the number",
+    "too_short": "add at least one entry",
+    "union_tag_invalid": "give either conn_id + sql, path, or metric",
+}
+
+
+@dataclass(frozen=True)
+class LoadedMetric:
+    path: Path
+    spec: MetricSpec
+
+
+@dataclass
+class Catalog:
+    """Everything found under a metrics folder: good metrics by key, and problems by file."""
+
+    metrics: dict[str, LoadedMetric] = field(default_factory=dict)
+    problems: dict[Path, list[SpecProblem]] = field(default_factory=dict)
+    teams: Teams | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _read_yaml(path: Path) -> tuple[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    return text, yaml.load(text, Loader=_Loader)
+
+
+def line_of(text: str, loc: Sequence[str | int]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+            key_node = next((k for k, _ in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line = key_node.start_mark.line + 1
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+_SOURCE_KINDS = (SqlSource.__name__, FileSource.__name__, MetricSource.__name__)
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union-member names (``SqlSource``, ``function-after[...]``) from a location."""
+    members = {SqlSource.__name__, FileSource.__name__, MetricSource.__name__}
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in members or "[" in p)))
+
+
+def _source_kind(source: Any) -> str | None:
+    """Which kind of source the author meant, from the keys written (None: neither)."""
+    if not isinstance(source, dict):
+        return None
+    if "metric" in source:
+        return MetricSource.__name__
+    if "path" in source:
+        return FileSource.__name__
+    if "conn_id" in source or "sql" in source:
+        return SqlSource.__name__
+    return None
+
+
+def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    seen: set[tuple[str, str]] = set()
+    source_keys = set(SqlSource.model_fields) | set(FileSource.model_fields) | set(MetricSource.model_fields)
+    for err in exc.errors(include_url=False):
+        raw = tuple(err["loc"])
+        loc = _clean_loc(raw)
+        message = err["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(err["type"], "see the YAML reference in README.md")
+        if err["type"] == "missing" and loc:
+            message = f"required key `{loc[-1]}` is missing"
+        elif err["type"] == "extra_forbidden" and loc:
+            message = f"unknown key `{loc[-1]}`"
+        elif err["type"] == "string_pattern_mismatch":
+            if loc and loc[-1] == "expect":
+                message = f"{err['input']!r} is not an expectation name"
+                fix = "use a Great Expectations name such as expect_column_values_to_not_be_null"
+            else:
+                message = f"{err['input']!r} is not a safe identifier"
+        if raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in _SOURCE_KINDS:
+            # A source is SqlSource | FileSource: report only the errors of the kind the author meant,
+            # not e.g. "conn_id: extra" from the file branch when a SQL source just lacks `sql:`.
+            sources = data.get("sources") if isinstance(data, dict) else None
+            meant = _source_kind(sources.get(raw[1]) if isinstance(sources, dict) else None)
+            if meant is not None and raw[2] != meant:
+                continue
+            if meant is None and err["type"] == "missing":
+                loc, message = loc[:-1], "a source needs either `conn_id` + `sql`, `path` or `metric`"
+                fix = "add `path:` for a file, `conn_id:` and `sql:` for a database query, or `metric:` for another metric"
+            elif meant is None and err["type"] == "extra_forbidden" and raw[-1] in source_keys:
+                continue
+        dotted = _dotted(loc)
+        if (dotted, message) in seen:
+            continue
+        seen.add((dotted, message))
+        if "; " in message and err["type"] == "value_error":
+            message, fix = message.split("; ", 1)
+        problems.append(SpecProblem(path=path, key=dotted, message=message, fix=fix, line=line_of(text, loc)))
+    return problems
+
+
+def _parse(path: Path, model: type[BaseModel]) -> tuple[str, BaseModel | None, list[SpecProblem]]:
+    try:
+        text, data = _read_yaml(path)
+    except OSError as exc:
+        return "", None, [SpecProblem(path=path, key="", message=str(exc), fix="check the file exists")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return (
+            "",
+            None,
+            [
+                SpecProblem(
+                    path=path,
+                    key="",
+                    line=mark.line + 1 if mark else None,
+                    message=f"not valid YAML ({getattr(exc, 'problem', exc)})",
+                    fix="fix the indentation/quoting at that line",
+                )
+            ],
+        )
+    if not isinstance(data, dict):
+        problem = SpecProblem(
+            path=path,
+            key="",
+            line=line_of(text, ()) or 1,
+            message="is not a YAML mapping",
+            fix="write key: value",
+        )
+        return text, None, [problem]
+    try:
+        return text, model.model_validate(data), []
+    except ValidationError as exc:
+        return text, None, _validation_problems(path, text, exc, data)
+
+
+def parse_spec(path: Path) -> MetricSpec | None:
+    """The file's spec if it passes the schema (no cross-file checks), else None."""
+    _, spec, problems = _parse(path, MetricSpec)
+    return spec if not problems and isinstance(spec, MetricSpec) else None
+
+
+def load_teams(path: Path) -> Teams:
+    _, teams, problems = _parse(path, Teams)
+    if problems:
+        raise SpecError(problems)
+    assert isinstance(teams, Teams)
+    return teams
+
+
+_ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:[/\\])")
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}")
+
+
+def data_root_escape(raw: str) -> str | None:
+    """Why a file source's raw (unrendered) path would leave METRICS_CENTER_DATA_ROOT, else None.
+
+    Looks at the template text's path parts, with and without the Jinja markers in them, so both
+    ``../{{ ds }}.csv`` and ``{{ ds }}/../x.csv`` are caught; what a template renders to is checked
+    at run time.
+    """
+    text = raw.strip()
+    if _ABSOLUTE.match(text):
+        return f"{raw!r} is an absolute path; file sources are read under METRICS_CENTER_DATA_ROOT only"
+    parts = [part.strip() for part in re.split(r"[/\\]", text)]
+    if any(".." in (part, _JINJA.sub("", part).strip()) for part in parts):
+        return f"{raw!r} climbs out of METRICS_CENTER_DATA_ROOT with a `..` part"
+    return None
+
+
+def _check_findings(spec: MetricSpec) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """Anomaly and reconciliation settings that only make sense with this metric's grain and dimensions."""
+    findings: list[tuple[tuple[str | int, ...], str, str]] = []
+    if spec.anomaly and spec.anomaly.seasonality == "day_of_week" and spec.grain != "day":
+        findings.append(
+            (
+                ("anomaly", "seasonality"),
+                "day_of_week seasonality needs grain: day",
+                "remove it, or use grain: day",
+            )
+        )
+    names = [check.name for check in spec.reconciliations]
+    for i, check in enumerate(spec.reconciliations):
+        if names.count(check.name) > 1:
+            findings.append(
+                (("reconciliations", i, "name"), f"{check.name!r} is used twice", "name each check once")
+            )
+        for j, dim in enumerate(check.by):
+            if dim not in spec.dimensions:
+                findings.append(
+                    (
+                        ("reconciliations", i, "by", j),
+                        f"{dim!r} is not a dimension of the metric",
+                        f"use some of {spec.dimensions} (or none, to compare the total)",
+                    )
+                )
+        if set(check.by) != set(spec.dimensions) and spec.aggregation != "sum":
+            findings.append(
+                (
+                    ("reconciliations", i, "by"),
+                    "comparing fewer dimensions than the metric has sums its values, but the metric is not additive",
+                    f"set aggregation: sum, or compare by all of {spec.dimensions}",
+                )
+            )
+    return findings
+
+
+def _cross_checks(
+    path: Path, text: str, spec: MetricSpec, *, teams: Teams | None, sql_root: Path, check_with_gx: bool
+) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+
+    def add(loc: tuple[str | int, ...], message: str, fix: str) -> None:
+        problems.append(
+            SpecProblem(path=path, key=_dotted(loc), message=message, fix=fix, line=line_of(text, loc))
+        )
+
+    if path.stem != spec.key:
+        add(
+            ("key",),
+            f"key {spec.key!r} differs from the file name {path.name!r}",
+            f"rename the file to {spec.key}.yaml",
+        )
+    sql_files: list[tuple[tuple[str | int, ...], str]] = [(("transform", "sql"), spec.transform.sql)]
+    for name, source in spec.sources.items():
+        if isinstance(source, SqlSource):
+            sql_files.append((("sources", name, "sql"), source.sql))
+        elif isinstance(source, FileSource):
+            escape = data_root_escape(source.path)
+            if escape is not None:
+                add(("sources", name, "path"), escape, DATA_ROOT_FIX)
+            try:
+                source.resolved_format()
+            except ValueError as exc:
+                add(("sources", name, "path"), *str(exc).split("; ", 1))
+    for i, check in enumerate(spec.reconciliations):
+        sql_files.append((("reconciliations", i, "sql"), check.sql))
+    if spec.on_inputs and not any(isinstance(s, MetricSource) for s in spec.sources.values()):
+        add(
+            ("schedule",),
+            "schedule: inputs runs the metric when a metric it reads publishes, but it reads no metric",
+            "add a source `{metric: <key>}`, or give a cron schedule",
+        )
+    for loc, message, fix in _check_findings(spec):
+        add(loc, message, fix)
+    for loc, rel in sql_files:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            add(loc, f"{rel!r} leaves the sql folder", "give a path relative to include/sql/")
+        elif not (sql_root / rel).is_file():
+            add(loc, f"SQL file {rel!r} does not exist under {sql_root}", "create it or fix the path")
+    for finding in quality_findings(spec, check_with_gx=check_with_gx):
+        add(*finding)
+    if teams is not None:
+        if spec.department not in teams.departments:
+            add(
+                ("department",),
+                f"department {spec.department!r} is not in {TEAMS_FILE}",
+                f"add it to {TEAMS_FILE} or use one of {sorted(teams.departments)}",
+            )
+        if spec.owner not in teams.people:
+            add(
+                ("owner",),
+                f"owner {spec.owner!r} is not a person in {TEAMS_FILE}",
+                f"add them to {TEAMS_FILE}",
+            )
+        for s, stage in enumerate(spec.approval.stages):
+            for a, person in enumerate(stage.approvers):
+                if person in teams.people and person in teams.departments:
+                    add(
+                        ("approval", "stages", s, "approvers", a),
+                        f"approver {person!r} is both a person and a department in {TEAMS_FILE}",
+                        "rename one of them",
+                    )
+                elif not teams.members(person):
+                    add(
+                        ("approval", "stages", s, "approvers", a),
+                        f"approver {person!r} is not a person (or a department with people) in {TEAMS_FILE}",
+                        f"add them to {TEAMS_FILE} or fix the spelling",
+                    )
+            only_owner = teams.resolve(stage.approvers) == [spec.owner]
+            if only_owner and not spec.approval.allow_self_approval and len(spec.approval.stages) == 1:
+                add(
+                    ("approval", "stages", s, "approvers"),
+                    f"the owner {spec.owner!r} is the stage's only approver, and may not approve their own number",
+                    "add another approver, or set approval.allow_self_approval: true",
+                )
+        for i, dept in enumerate(spec.subscribers):
+            if dept not in teams.departments:
+                add(
+                    ("subscribers", i),
+                    f"subscriber {dept!r} is not a department in {TEAMS_FILE}",
+                    f"use one of {sorted(teams.departments)}",
+                )
+    return problems
+
+
+def load_metric(
+    path: Path, *, teams: Teams | None, sql_root: Path, check_with_gx: bool = False
+) -> MetricSpec:
+    """Validate one metric file; raise :class:`SpecError` with every problem found.
+
+    ``check_with_gx`` also builds each quality rule through Great Expectations' own model, catching
+    wrong argument types and values; it imports GX (seconds), so only the CLI asks for it.
+    """
+    text, spec, problems = _parse(path, MetricSpec)
+    if spec is not None:
+        assert isinstance(spec, MetricSpec)
+        problems = _cross_checks(
+            path, text, spec, teams=teams, sql_root=sql_root, check_with_gx=check_with_gx
+        )
+    if problems:
+        raise SpecError(problems)
+    assert isinstance(spec, MetricSpec)
+    return spec
+
+
+def metric_files(metrics_dir: Path) -> list[Path]:
+    """Metric files in a stable order; names starting with ``_`` (teams, shared) are not metrics."""
+    return sorted(
+        p for p in metrics_dir.glob("*.y*ml") if not p.name.startswith("_") and p.suffix in (".yaml", ".yml")
+    )
+
+
+def load_catalog(
+    metrics_dir: Path, *, sql_root: Path, only: Iterable[Path] | None = None, check_with_gx: bool = False
+) -> Catalog:
+    """Load every metric under ``metrics_dir`` (or just ``only``); bad files are reported, not raised.
+
+    ``check_with_gx``: see :func:`load_metric` (the CLI's deep check; never at DAG parse time).
+    """
+    catalog = Catalog()
+    teams_path = metrics_dir / TEAMS_FILE
+    if teams_path.exists():
+        try:
+            catalog.teams = load_teams(teams_path)
+        except SpecError as exc:
+            catalog.problems[teams_path] = exc.problems
+    else:
+        catalog.problems[teams_path] = [
+            SpecProblem(
+                path=teams_path,
+                key="",
+                message="teams file is missing",
+                fix="create it with departments: and people: (see README)",
+            )
+        ]
+    for path in list(only) if only is not None else metric_files(metrics_dir):
+        try:
+            spec = load_metric(path, teams=catalog.teams, sql_root=sql_root, check_with_gx=check_with_gx)
+        except SpecError as exc:
+            catalog.problems[path] = exc.problems
+            continue
+        if spec.key in catalog.metrics:
+            other = catalog.metrics[spec.key].path
+            catalog.problems[path] = [
+                SpecProblem(
+                    path=path,
+                    key="key",
+                    line=1,
+                    message=f"key {spec.key!r} is already used by {other.name}",
+                    fix="give each metric its own key",
+                )
+            ]
+            continue
+        catalog.metrics[spec.key] = LoadedMetric(path=path, spec=spec)
+    if only is None:
+        _check_lineage(catalog, metrics_dir)
+    return catalog
+
+
+def _check_lineage(catalog: Catalog, metrics_dir: Path) -> None:
+    """Metric sources name metrics that exist, with a grain that fits, and the graph has no cycle.
+
+    A metric whose input file exists but is broken keeps loading (its input shows its own errors); an
+    input nobody defines, a grain that does not fit and every metric on a cycle are errors.
+    """
+    from metrics_center.definitions.lineage import Lineage, grain_fits, metric_inputs
+
+    broken_keys = {p.stem for p in catalog.problems}
+    found: dict[str, list[SpecProblem]] = {}
+
+    def add(key: str, loc: tuple[str | int, ...], message: str, fix: str) -> None:
+        loaded = catalog.metrics[key]
+        text = loaded.path.read_text(encoding="utf-8")
+        found.setdefault(key, []).append(
+            SpecProblem(path=loaded.path, key=_dotted(loc), message=message, fix=fix, line=line_of(text, loc))
+        )
+
+    specs = [m.spec for m in catalog.metrics.values()]
+    for spec in specs:
+        for name, input_key in metric_inputs(spec).items():
+            loc = ("sources", name, "metric")
+            upstream = catalog.metrics.get(input_key)
+            if input_key == spec.key:
+                add(spec.key, loc, "a metric cannot read itself", "read another metric")
+            elif upstream is None and input_key not in broken_keys:
+                add(
+                    spec.key,
+                    loc,
+                    f"metric {input_key!r} is not defined in {metrics_dir}",
+                    f"add {input_key}.yaml or fix the key",
+                )
+            elif upstream is not None and not grain_fits(input_grain=upstream.spec.grain, grain=spec.grain):
+                add(
+                    spec.key,
+                    loc,
+                    f"{input_key} is a {upstream.spec.grain} metric; a {spec.grain} metric cannot read it "
+                    f"(its periods do not fit inside a {spec.grain})",
+                    "read a metric of the same or a finer grain (a day fits in a week or a month; a week does "
+                    "not fit in a month)",
+                )
+    for cycle in Lineage.of(specs).cycles():
+        if len(cycle) == 1:
+            continue  # reading itself, reported above
+        for at, key in enumerate(cycle):
+            seen_from_here = [*cycle[at:], *cycle[:at]]
+            loop = " → ".join([*seen_from_here, key])
+            spec = catalog.metrics[key].spec
+            name = next(n for n, k in metric_inputs(spec).items() if k in cycle)
+            add(
+                key,
+                ("sources", name, "metric"),
+                f"metrics read each other in a cycle: {loop}",
+                "break the cycle: a metric cannot depend on itself through others",
+            )
+    for key, problems in found.items():
+        loaded = catalog.metrics.pop(key)
+        catalog.problems[loaded.path] = problems

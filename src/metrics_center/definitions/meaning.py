@@ -1,0 +1,108 @@
+"""A definition's identity and its documentation: the meaning hash, the stored document, the doc page.
+
+One place decides what "the meaning of a metric" is, so the mart (which refuses silent edits), the
+DAG docs, the demo and ``publish`` (which refuses stale approvals) can never disagree. Imports no
+Airflow: usable from the CLI, tests and tasks alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from metrics_center import settings
+from metrics_center.definitions.spec import FileSource, MetricSource, MetricSpec
+
+#: Fields whose change changes the numbers (or what they mean): a new version is required.
+#: Owners, schedule, quality rules, approvers, aggregation and subscribers are operational.
+MEANING_FIELDS = (
+    "key",
+    "name",
+    "description",
+    "unit",
+    "grain",
+    "formula",
+    "dimensions",
+    "sources",
+    "transform",
+)
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What a run registers: the document stored in the mart and the hash of its meaning."""
+
+    document: dict[str, Any]
+    meaning_hash: str
+    timezone: str
+
+
+def effective_timezone(spec: MetricSpec) -> str:
+    """The business time zone closing the metric's periods: the YAML's, else METRICS_CENTER_TIMEZONE."""
+    return spec.timezone or settings.business_timezone()
+
+
+def load_definition(spec: MetricSpec, *, sql_root: Path | None = None) -> Definition:
+    """The definition as stored in the mart (YAML + the SQL it uses) and the SHA-256 of its meaning.
+
+    The *effective* time zone is part of the meaning: changing ``METRICS_CENTER_TIMEZONE`` moves every
+    period boundary of metrics that do not set ``timezone:``, so it needs a version bump too.
+    """
+    root = sql_root or settings.sql_dir()
+    sql = {spec.transform.sql: (root / spec.transform.sql).read_text(encoding="utf-8")}
+    for source in spec.sources.values():
+        if (path := getattr(source, "sql", None)) is not None:
+            sql[path] = (root / path).read_text(encoding="utf-8")
+    full = spec.model_dump(mode="json")
+    timezone = effective_timezone(spec)
+    meaning = {"spec": {k: full[k] for k in MEANING_FIELDS}, "timezone": timezone, "sql": sql}
+    digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
+    return Definition(
+        document={"spec": full, "effective_timezone": timezone, "sql": sql},
+        meaning_hash=digest,
+        timezone=timezone,
+    )
+
+
+def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
+    """The definition for people: meaning, formula, sources, owners, approvers."""
+    lines = [
+        f"# {spec.name} (`{spec.key}` v{spec.version})",
+        "",
+        spec.description,
+        "",
+        f"- **Department**: {spec.department} · **Owner**: {spec.owner} · **Unit**: {spec.unit}",
+        f"- **Grain**: {spec.grain} ({effective_timezone(spec)}) · **Schedule**: {spec.schedule or 'manual'}"
+        f" · **Dimensions**: {', '.join(spec.dimensions) or '(none)'}",
+        f"- **Across dimensions**: {_aggregation_words(spec)}",
+    ]
+    if spec.formula:
+        lines.append(f"- **Formula**: {spec.formula}")
+    lines += ["", "**Sources**", ""]
+    for name, source in spec.sources.items():
+        if isinstance(source, FileSource):
+            lines.append(f"- `{name}`: file `{source.path}`")
+        elif isinstance(source, MetricSource):
+            lines.append(f"- `{name}`: the published values of metric `{source.metric}`")
+        else:
+            lines.append(f"- `{name}`: `{source.sql}` on connection `{source.conn_id}`")
+    lines += ["", f"**Transform**: `{spec.transform.sql}`", "", "**Approval**", ""]
+    for i, stage in enumerate(spec.approval.stages, 1):
+        lines.append(f"{i}. {stage.name}: {', '.join(stage.approvers)}")
+    lines.append(f"\nTimeout {spec.approval.timeout} per stage, then {spec.approval.on_timeout}.")
+    if spec.quality:
+        lines += ["", "**Quality rules**", ""]
+        lines += [f"- `{rule.expect}` {rule.kwargs or ''}" for rule in spec.quality]
+    lines += ["", f"**Change note (v{spec.version})**: {spec.change_note}"]
+    if path is not None:
+        lines.append(f"\n_Defined in `{path.name}`._")
+    return "\n".join(lines)
+
+
+def _aggregation_words(spec: MetricSpec) -> str:
+    if spec.aggregation == "sum":
+        return "additive (the total is the sum of the dimension values)"
+    return "not additive (no total is shown; the SQL must return any total it wants published)"

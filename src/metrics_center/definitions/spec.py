@@ -1,0 +1,415 @@
+"""The metric definition: pydantic models validated once, at the boundary.
+
+A metric file is ``include/metrics/<key>.yaml``; the teams file ``include/metrics/_teams.yaml``
+names departments and people. Cross-file checks (people exist, SQL files exist, expectation names
+exist) live in :mod:`metrics_center.definitions.loader`, which knows the paths.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+IDENTIFIER_HINT = "use lower-case letters, digits and underscores, starting with a letter (max 63)"
+RESERVED_COLUMNS = frozenset({"period_start", "value"})
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+Grain = Literal["day", "week", "month"]
+#: ``schedule: inputs``: run when any metric this one reads publishes.
+SCHEDULE_ON_INPUTS = "inputs"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90m"``, ``"24h"``, ``"2d"``, ``"1w"`` → timedelta. Raises ValueError with the accepted forms."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 24h, 2d, 1w")
+    amount, unit = match.groups()
+    return timedelta(**{_DURATION_UNITS[unit]: int(amount)})
+
+
+def slugify(text: str) -> str:
+    """Stage names → task-id suffixes: ``"finance sign-off"`` → ``"finance_sign_off"``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern, description=IDENTIFIER_HINT)]
+
+
+class SqlSource(_Strict):
+    """Rows read through an Airflow connection by a SQL file under ``include/sql/``."""
+
+    conn_id: str = Field(description="Airflow connection id of the department's database.")
+    sql: str = Field(description="Path of the extraction SQL, relative to include/sql/.")
+
+
+class FileSource(_Strict):
+    """A CSV, Parquet or Excel export. Relative paths are under METRICS_CENTER_DATA_ROOT."""
+
+    path: str = Field(description="File path; Jinja-templated with the run's context (ds, period_start…).")
+    format: Literal["csv", "parquet", "excel"] | None = Field(
+        default=None, description="Defaults from the file extension (.csv, .parquet, .xlsx/.xls)."
+    )
+
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        lower = self.path.lower()
+        if lower.endswith(".csv"):
+            return "csv"
+        if lower.endswith((".parquet", ".pq")):
+            return "parquet"
+        if lower.endswith((".xlsx", ".xls")):
+            return "excel"
+        raise ValueError(
+            f"cannot tell the format of {self.path!r}; name it .csv/.parquet/.xlsx or set format:"
+        )
+
+
+class MetricSource(_Strict):
+    """Another metric's current published values (原子指标 → 派生指标), read from the mart for the run's periods.
+
+    The table has ``period_start, period_end, <its dimensions…>, value, definition_version``: one row per
+    published value whose period starts inside the period being computed (a weekly metric reading a daily
+    one gets the week's seven days).
+    """
+
+    metric: Identifier = Field(description="Key of the metric to read (its current published values).")
+
+
+Source = SqlSource | FileSource | MetricSource
+
+
+class Transform(_Strict):
+    sql: str = Field(description="DuckDB SQL file relative to include/sql/, one table per source name.")
+
+
+class Expectation(BaseModel):
+    """Any Great Expectations 1.x expectation by its snake_case name; other keys are its kwargs."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    expect: str = Field(
+        pattern=r"^expect_[a-z0-9_]+$", description="e.g. expect_column_values_to_not_be_null"
+    )
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Anomaly(_Strict):
+    """Compare each new value with the metric's published history, per dimension combination.
+
+    Defaults follow Elementary's (z-score, sensitivity 3, min training set 7) with a 28-period window.
+    """
+
+    method: Literal["zscore", "mad", "pct_change"] = Field(
+        default="zscore",
+        description=(
+            "zscore: distance from the window's mean in standard deviations; mad: robust z from the median "
+            "and median absolute deviation; pct_change: relative change vs the previous period and vs the "
+            "same period one season back."
+        ),
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        description="Score beyond which a value is an anomaly: default 3 (zscore, mad) or 0.5 = ±50% (pct_change).",
+    )
+    window: int = Field(default=28, ge=2, description="History points in the baseline (per combination).")
+    min_history: int = Field(
+        default=7, ge=1, description="Fewer points: 'not enough history', never an alarm."
+    )
+    direction: Literal["both", "up", "down"] = Field(default="both", description="Which deviations alarm.")
+    seasonality: Literal["none", "day_of_week"] = Field(
+        default="none", description="day_of_week (daily grain): compare a Monday only with Mondays."
+    )
+    compare_across_versions: bool = Field(
+        default=False, description="Also use values published under older definition versions."
+    )
+    block: bool = Field(default=False, description="Make an anomaly a quality failure (blocks publishing).")
+
+    @model_validator(mode="after")
+    def _history_fits_window(self) -> Anomaly:
+        if self.min_history > self.window:
+            raise ValueError("min_history cannot exceed window; lower min_history or widen window")
+        return self
+
+    @property
+    def effective_threshold(self) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        return 0.5 if self.method == "pct_change" else 3.0
+
+
+class Tolerance(_Strict):
+    pct: float | None = Field(
+        default=None, ge=0, description="Allowed difference in % of their value (0.5 = 0.5%)."
+    )
+    abs: float | None = Field(
+        default=None, ge=0, description="Allowed absolute difference, in the metric's unit."
+    )
+
+    @model_validator(mode="after")
+    def _something_allowed(self) -> Tolerance:
+        if self.pct is None and self.abs is None:
+            raise ValueError("a tolerance needs pct or abs; e.g. tolerance: {pct: 0.5}")
+        return self
+
+    def allows(self, *, difference: float, theirs: float) -> bool:
+        """Within tolerance: the larger of the declared allowances (absolute, or % of their value)."""
+        allowed = max(self.abs or 0.0, (self.pct or 0.0) / 100 * abs(theirs))
+        return abs(difference) <= allowed
+
+
+class Reconciliation(_Strict):
+    """Recompute the same quantity from another department's source and compare it with this metric."""
+
+    name: Identifier = Field(description="Names the check in quality results, evidence and alerts.")
+    description: str | None = None
+    sql: str = Field(
+        description=(
+            "DuckDB SQL under include/sql/ over the metric's sources (each a table by its name, like the "
+            "transform) returning period_start, <by…>, value — their number."
+        )
+    )
+    by: list[Identifier] = Field(
+        default_factory=list, description="Dimensions compared one by one; empty: the total of the period."
+    )
+    tolerance: Tolerance
+    severity: Literal["warn", "block"] = Field(
+        default="warn", description="block: a mismatch fails the quality gate; warn: it alerts."
+    )
+
+
+class ApprovalStage(_Strict):
+    name: str = Field(min_length=1, description="Shown to approvers; its slug names the task approve_<slug>.")
+    approvers: list[str] = Field(
+        min_length=1, description="People or departments from the teams file; any one person may answer."
+    )
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+class Approval(_Strict):
+    stages: list[ApprovalStage] = Field(min_length=1)
+    timeout: str = Field(default="24h", description="How long each stage waits: 30m, 24h, 2d, 1w.")
+    allow_self_approval: bool = Field(
+        default=False,
+        description="Let the metric's owner be the only approver of their own number (off: four eyes).",
+    )
+    remind_at: float | None = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Remind a stage's approvers after this fraction of the timeout (null: no reminder).",
+    )
+    on_timeout: Literal["reject", "approve", "fail"] = Field(
+        default="reject", description="reject skips publish; approve publishes; fail fails the run."
+    )
+
+    @field_validator("timeout")
+    @classmethod
+    def _valid_timeout(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_stage_slugs(self) -> Approval:
+        slugs = [stage.slug for stage in self.stages]
+        dupes = sorted({s for s in slugs if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"stage names collide after slugging ({', '.join(dupes)}); rename a stage")
+        if any(not s for s in slugs):
+            raise ValueError("a stage name needs at least one letter or digit")
+        return self
+
+    @property
+    def timeout_delta(self) -> timedelta:
+        return parse_duration(self.timeout)
+
+
+class MetricSpec(_Strict):
+    """One metric: what it means, who owns it, where it comes from, how it is checked and approved."""
+
+    key: Identifier = Field(description="Stable id: DAG id, mart key and file name (<key>.yaml).")
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    department: Identifier
+    owner: str
+    version: int = Field(ge=1, description="Bump with every change of meaning; subscribers are told.")
+    change_note: str = Field(min_length=1, description="Why this version exists.")
+    unit: str = Field(min_length=1)
+    grain: Grain
+    schedule: str | None = Field(
+        description=(
+            "Cron or preset (@daily…) in the business time zone; `inputs` to run whenever a metric it reads "
+            "publishes (Airflow Assets); null for manual runs only."
+        )
+    )
+    timezone: str | None = Field(default=None, description="IANA zone closing the period; default env.")
+    formula: str | None = Field(default=None, description="Human-readable formula shown in docs.")
+    dimensions: list[Identifier] = Field(default_factory=list)
+    aggregation: Literal["sum", "none"] = Field(
+        default="none",
+        description=(
+            "How values combine across dimensions: sum (additive, e.g. GMV: the evidence shows a total) or "
+            "none (ratios, averages, distinct counts: no total is shown unless the SQL returns one)."
+        ),
+    )
+    sources: dict[Identifier, Source] = Field(min_length=1)
+    transform: Transform
+    quality: list[Expectation] = Field(default_factory=list)
+    anomaly: Anomaly | None = None
+    reconciliations: list[Reconciliation] = Field(
+        default_factory=list, description="Checks against another department's number (对账)."
+    )
+    approval: Approval
+    subscribers: list[str] = Field(default_factory=list, description="Departments told of changes.")
+    tags: list[str] = Field(default_factory=list)
+    breaking: bool = Field(
+        default=False,
+        description="Count this version as a breaking change even if no field says so (e.g. upstream data changed meaning).",
+    )
+    priority: Literal["critical", "high", "normal", "low"] | Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default="normal",
+        description=(
+            "Who goes first when slots are short: critical (board-level), high, normal, low — Airflow priority "
+            "weights 1000/100/10/1 — or a weight of your own."
+        ),
+    )
+    preview_periods: int = Field(
+        default=28,
+        ge=0,
+        le=366,
+        description="A breaking version is first computed over this many recently published periods and compared (0: no preview).",
+    )
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_unique_and_free(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("dimensions are listed twice; list each dimension once")
+        clash = RESERVED_COLUMNS.intersection(value)
+        if clash:
+            raise ValueError(f"{sorted(clash)} are reserved output columns; rename the dimension")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not an IANA time zone; e.g. Asia/Shanghai or UTC") from None
+        return value
+
+    @property
+    def on_inputs(self) -> bool:
+        """Scheduled on its input metrics' Asset events (``schedule: inputs``)."""
+        return self.schedule == SCHEDULE_ON_INPUTS
+
+    @property
+    def output_columns(self) -> list[str]:
+        return ["period_start", *self.dimensions, "value"]
+
+    @property
+    def approvers(self) -> set[str]:
+        return {person for stage in self.approval.stages for person in stage.approvers}
+
+
+class Department(_Strict):
+    name: str
+    slack_channel: str | None = Field(default=None, description="e.g. #sales-metrics or a channel id.")
+    max_concurrent_queries: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "At most this many source queries at once on this department's databases, across every metric "
+            "(an Airflow pool; a connection's own limit wins). Unset: no limit."
+        ),
+    )
+
+
+class Connection(_Strict):
+    """Limits of one source database (an Airflow connection id), whoever's metrics read it."""
+
+    department: Identifier | None = Field(default=None, description="The department that runs this database.")
+    max_concurrent_queries: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many queries at once on this connection, across every metric (an Airflow pool).",
+    )
+
+
+class Person(_Strict):
+    name: str
+    department: Identifier
+    airflow_user: str | None = Field(
+        default=None,
+        description="Airflow user id (default: the person's key) — set it for FAB/Keycloak ids that differ.",
+    )
+    slack_user_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]+$")
+    email: str | None = None
+
+
+class Teams(_Strict):
+    """``_teams.yaml``: departments and people; person keys are Airflow user names."""
+
+    departments: dict[Identifier, Department]
+    people: dict[str, Person]
+    connections: dict[str, Connection] = Field(
+        default_factory=dict,
+        description="Source databases by Airflow connection id, with their query limits.",
+    )
+
+    def airflow_user(self, person: str) -> str:
+        """The Airflow user id a person answers as."""
+        return self.people[person].airflow_user or person
+
+    def person_for_airflow_user(self, user_id: str) -> str | None:
+        return next((k for k, p in self.people.items() if (p.airflow_user or k) == user_id), None)
+
+    def person_for_slack_user(self, slack_user_id: str) -> str | None:
+        return next((k for k, p in self.people.items() if p.slack_user_id == slack_user_id), None)
+
+    def members(self, approver: str) -> list[str]:
+        """A stage approver is a person, or a whole department (every person in it)."""
+        if approver in self.people:
+            return [approver]
+        return sorted(k for k, p in self.people.items() if p.department == approver)
+
+    def resolve(self, approvers: list[str]) -> list[str]:
+        """People who may answer a stage, in a stable order, each once."""
+        return list(dict.fromkeys(person for a in approvers for person in self.members(a)))
+
+    @model_validator(mode="after")
+    def _people_in_known_departments(self) -> Teams:
+        for login, person in self.people.items():
+            if person.department not in self.departments:
+                raise ValueError(
+                    f"people.{login}.department {person.department!r} is not a department; "
+                    f"add it under departments: or use one of {sorted(self.departments)}"
+                )
+        for conn_id, connection in self.connections.items():
+            if connection.department is not None and connection.department not in self.departments:
+                raise ValueError(
+                    f"connections.{conn_id}.department {connection.department!r} is not a department; "
+                    f"add it under departments: or use one of {sorted(self.departments)}"
+                )
+        return self

@@ -1,0 +1,406 @@
+"""One delivery call's machinery: due and stale groups, claims, outcomes, backoff and the report.
+
+Used by :func:`metrics_center.notify.deliver.deliver_pending` (which documents the states a row moves
+through). A claim or a state change touches every row of a group or none: when another deliverer got
+there first, :class:`LostClaim` rolls the change back and this call leaves the group alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from metrics_center.mart.engine import locked_transaction
+from metrics_center.mart.tables import notification as n
+from metrics_center.notify.blocks import Item
+from metrics_center.notify.pacing import send_paced
+from metrics_center.notify.slack import render_group
+from metrics_center.notify.slack_api import (
+    EVENT_TYPE,
+    Posted,
+    RateLimited,
+    describe,
+    find_token,
+    post,
+    resolve_conversation,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one :func:`deliver_pending` call did (counts of notifications, i.e. rows)."""
+
+    delivered: int = 0  #: posted by this call
+    messages: int = 0  #: Slack messages posted by this call (one per group)
+    recovered: int = 0  #: posted by a call that died before recording it; found in Slack, marked delivered
+    retried: int = 0  #: failed this time, will be tried again
+    dead: int = 0  #: gave up this time (``max_attempts`` reached)
+    pending: int = 0  #: still waiting afterwards (not yet due, rate limited, no address, or unverified)
+    unaddressed: int = 0  #: of those, with no Slack address (department without slack_channel)
+    dead_total: int = 0  #: dead rows in the outbox, this call's included
+    skipped: str | None = None  #: why nothing was attempted (no Slack connection), else None
+    errors: tuple[str, ...] = ()  #: distinct errors met by this call
+
+
+class Clock:
+    """``now`` (or the wall clock) advancing with the monotonic clock: tests may act in the future."""
+
+    def __init__(self, now: datetime | None) -> None:
+        self._base = (now or datetime.now(UTC)).astimezone(UTC)
+        self._start = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._base + timedelta(seconds=time.monotonic() - self._start)
+
+
+@dataclass
+class Group:
+    group_key: str
+    address: str
+    ids: list[int] = field(default_factory=list)
+    attempts: dict[int, int] = field(default_factory=dict)
+    items: list[Item] = field(default_factory=list)
+    oldest: datetime | None = None
+    token: str | None = None
+
+
+@dataclass
+class DeliveryRun:
+    engine: Engine
+    clock: Clock
+    deadline: float
+    max_attempts: int
+    base_delay: timedelta
+    max_delay: timedelta
+    claim_timeout: timedelta
+    channel_interval: float
+    #: Delivers an ``approval_update`` group (:func:`metrics_center.notify.message_updates.deliver_update`).
+    send_update: Callable[[DeliveryRun, Group], float | None]
+    client: Any = None
+    airflow_url: str | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: dict[str, None] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- reading --
+
+    def due_groups(self) -> list[Group]:
+        return self._groups(sa.and_(n.c.state == "pending", n.c.address.is_not(None)))
+
+    def stale_groups(self) -> list[Group]:
+        return self._groups(n.c.state == "sending", by_token=True)
+
+    def _groups(self, where: Any, *, by_token: bool = False) -> list[Group]:
+        query = (
+            sa.select(n.c.id, n.c.kind, n.c.payload, n.c.address, n.c.group_key, n.c.attempts)
+            .add_columns(n.c.created_at, n.c.delivery_token)
+            .where(where, n.c.next_attempt_at <= self.clock.now())
+            .order_by(n.c.next_attempt_at, n.c.id)
+        )
+        groups: dict[tuple[str, str, str | None], Group] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                token = row.delivery_token if by_token else None
+                group = groups.setdefault(
+                    (row.group_key, row.address, token), Group(row.group_key, row.address)
+                )
+                group.ids.append(row.id)
+                group.attempts[row.id] = row.attempts
+                group.items.append(Item(kind=row.kind, payload=row.payload))
+                created = _utc(row.created_at)
+                group.oldest = min(group.oldest or created, created)
+                group.token = token
+        return list(groups.values())
+
+    def report(self, *, skipped: str | None = None) -> DeliveryReport:
+        with self.engine.connect() as conn:
+            states = dict(conn.execute(sa.select(n.c.state, sa.func.count()).group_by(n.c.state)).all())
+            unaddressed = conn.execute(
+                sa.select(sa.func.count()).where(n.c.state == "pending", n.c.address.is_(None))
+            ).scalar_one()
+        c = self.counts
+        return DeliveryReport(
+            delivered=c["delivered"],
+            messages=c["messages"],
+            recovered=c["recovered"],
+            retried=c["retried"],
+            dead=c["dead"],
+            pending=states.get("pending", 0) + states.get("sending", 0),
+            unaddressed=unaddressed,
+            dead_total=states.get("dead", 0),
+            skipped=skipped,
+            errors=tuple(self.errors),
+        )
+
+    # -- writing --
+
+    def update_rows(
+        self,
+        group: Group,
+        ids: list[int],
+        *,
+        was: str,
+        token: str | None,
+        due: datetime | None = None,
+        **values: Any,
+    ) -> None:
+        """Change every row of ``ids`` still in state ``was`` (holding ``token``; due by ``due``), or none
+        of them: then raise :class:`LostClaim`."""
+        if not ids:
+            return
+        where = [n.c.id.in_(ids), n.c.state == was]
+        if token is not None:
+            where.append(n.c.delivery_token == token)
+        if due is not None:
+            where.append(n.c.next_attempt_at <= due)
+        with locked_transaction(self.engine, key=f"notification:{group.group_key}|{group.address}") as conn:
+            if conn.execute(sa.update(n).where(*where).values(**values)).rowcount != len(ids):
+                raise LostClaim  # rolls the transaction back: all of the group or nothing
+
+    def claim(self, group: Group) -> bool:
+        """``pending`` → ``sending`` with a fresh token, committed before Slack is called; False if taken."""
+        token, now = secrets.token_hex(16), self.clock.now()
+        try:
+            self.update_rows(
+                group,
+                group.ids,
+                was="pending",
+                token=None,
+                due=now,
+                state="sending",
+                delivery_token=token,
+                attempts=n.c.attempts + 1,
+                next_attempt_at=now + self.claim_timeout,
+            )
+        except LostClaim:
+            return False
+        group.attempts = {i: a + 1 for i, a in group.attempts.items()}
+        group.token = token
+        return True
+
+    def lease(self, group: Group) -> bool:
+        """Take over a ``sending`` group whose lease has passed (its deliverer died or gave up)."""
+        now = self.clock.now()
+        try:
+            self.update_rows(
+                group,
+                group.ids,
+                was="sending",
+                token=group.token,
+                due=now,
+                next_attempt_at=now + self.claim_timeout,
+            )
+        except LostClaim:
+            return False
+        return True
+
+    def delivered(self, group: Group, posted: Posted, *, counter: str) -> None:
+        try:
+            self.update_rows(
+                group,
+                group.ids,
+                was="sending",
+                token=group.token,
+                state="delivered",
+                slack_channel=posted.channel,
+                slack_ts=posted.ts,
+                delivered_at=self.clock.now(),
+                last_error=None,
+            )
+        except LostClaim:
+            log.warning(
+                "notifications %s were posted (ts %s) but another deliverer had taken them over meanwhile: "
+                "raise claim_timeout",
+                group.ids,
+                posted.ts,
+            )
+            return
+        self._count(**{counter: len(group.ids)})
+
+    def failed(self, group: Group, *, error: str, unverified: bool = False, count_try: bool = False) -> None:
+        """After a failed try: ``pending`` again after a backoff, ``dead`` at ``max_attempts``.
+
+        ``unverified``: Slack may have posted it, so it stays ``sending`` until its history is checked.
+        ``count_try``: this was a try of its own (a failed history check), not a claimed post.
+        """
+        if count_try:
+            group.attempts = {i: a + 1 for i, a in group.attempts.items()}
+        attempts = max(group.attempts.values())
+        retry_at = self.clock.now() + min(self.max_delay, self.base_delay * 2 ** max(attempts - 1, 0))
+        at_limit = [i for i in group.ids if group.attempts[i] >= self.max_attempts]
+        dead = [] if unverified and not count_try else at_limit
+        again = [i for i in group.ids if i not in dead]
+        tries = {"attempts": n.c.attempts + 1} if count_try else {}
+        try:
+            self.update_rows(
+                group, dead, was="sending", token=group.token, state="dead", last_error=error, **tries
+            )
+            self.update_rows(
+                group,
+                again,
+                was="sending",
+                token=group.token,
+                state="sending" if unverified else "pending",
+                next_attempt_at=retry_at,
+                last_error=error,
+                **tries,
+            )
+        except LostClaim:
+            log.warning("notifications %s were taken over by another deliverer meanwhile", group.ids)
+            return
+        self._count(dead=len(dead), retried=len(again), error=error)
+
+    def rate_limited(self, group: Group, retry_after: float) -> None:
+        """Slack refused to look at it (429): back to ``pending`` after ``Retry-After``, not counted as a try."""
+        try:
+            self.update_rows(
+                group,
+                group.ids,
+                was="sending",
+                token=group.token,
+                state="pending",
+                attempts=n.c.attempts - 1,
+                next_attempt_at=self.clock.now() + timedelta(seconds=retry_after),
+                last_error=f"rate limited by Slack (HTTP 429), retry after {retry_after:g} s",
+            )
+        except LostClaim:
+            return
+        group.attempts = {i: a - 1 for i, a in group.attempts.items()}
+
+    def _count(self, *, error: str | None = None, **counts: int) -> None:
+        with self.lock:
+            self.counts.update(counts)
+            if error:
+                self.errors[error] = None
+
+    # -- recovering a group that may have been posted --
+
+    def recover(self, group: Group) -> None:
+        """Search the channel for the token of a ``sending`` group: delivered if found, else retried."""
+        if is_update(group):  # updating a message is idempotent: due again now
+            with contextlib.suppress(LostClaim):
+                self.update_rows(
+                    group,
+                    group.ids,
+                    was="sending",
+                    token=group.token,
+                    due=self.clock.now(),
+                    state="pending",
+                    next_attempt_at=_EPOCH,
+                )
+            return
+        if not self.lease(group):
+            return
+        try:
+            channel = self.conversation_id(group.address)
+            ts = find_token(self.client, channel=channel, token=group.token or "", since=group.oldest)
+        except Exception as exc:
+            self.failed(
+                group,
+                error=f"cannot check whether Slack already has these notifications ({describe(exc)}); they "
+                "are not re-posted until it can — give the app the history scopes (README → Notifications)",
+                unverified=True,
+                count_try=True,
+            )
+            return
+        if ts is not None:
+            log.info(
+                "notifications %s were already in Slack (%s %s): marked delivered", group.ids, channel, ts
+            )
+            self.delivered(group, Posted(channel=channel, ts=ts), counter="recovered")
+            return
+        if max(group.attempts.values()) >= self.max_attempts:
+            self.failed(
+                group, error="not delivered: the last try's outcome was unknown and Slack does not have it"
+            )
+            return
+        try:  # not in Slack: due again now, re-posted by this call under a fresh token
+            self.update_rows(
+                group, group.ids, was="sending", token=group.token, state="pending", next_attempt_at=_EPOCH
+            )
+        except LostClaim:
+            return
+
+    def conversation_id(self, address: str) -> str:
+        """The conversation id ``conversations.history`` needs: the one last posted to, else asked of Slack."""
+        with self.engine.connect() as conn:
+            known = conn.execute(
+                sa.select(n.c.slack_channel)
+                .where(n.c.address == address, n.c.slack_channel.is_not(None))
+                .order_by(n.c.id.desc())
+                .limit(1)
+            ).scalar()
+        if known:
+            return known
+        return resolve_conversation(self.client, address=address)
+
+    # -- delivering due groups --
+
+    def deliver(self, groups: list[Group], *, workers: int) -> None:
+        send_paced(
+            groups,
+            send=self.deliver_group,
+            workers=workers,
+            interval=self.channel_interval,
+            deadline=self.deadline,
+            stop=self.stop,
+        )
+
+    def deliver_group(self, group: Group) -> float | None:
+        """Claim, post, record; the 429 ``Retry-After`` if Slack asked to wait, else None."""
+        if is_update(group):  # an approval message updated in place (chat.update), not a new message
+            return self.send_update(self, group)
+        if not self.claim(group):
+            return None
+        message = render_group(group.items, base_url=self.airflow_url)
+        outcome = post(
+            self.client,
+            channel=group.address,
+            text=message.text,
+            blocks=message.blocks,
+            metadata={"event_type": EVENT_TYPE, "event_payload": {"token": group.token}},
+        )
+        if isinstance(outcome, Posted):
+            self.delivered(group, outcome, counter="delivered")
+            self._count(messages=1)
+            return None
+        if isinstance(outcome, RateLimited):
+            self.rate_limited(group, outcome.retry_after)
+            return outcome.retry_after
+        self.failed(group, error=outcome.error, unverified=not outcome.certain)
+        if outcome.fatal:
+            log.error("stopping delivery: %s", outcome.error)
+            self.stop.set()
+        return None
+
+
+class LostClaim(Exception):
+    """Another deliverer changed these rows first; this one leaves them alone."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UPDATE_KIND = "approval_update"
+
+
+def is_update(group: Group) -> bool:
+    return bool(group.items) and all(item.kind == _UPDATE_KIND for item in group.items)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
