@@ -168,14 +168,8 @@ def celery(tmp_path_factory, databases, s3, demo_data):
 
 
 def _answer(airflow: LocalAirflow, dag_id: str, task_id: str, user: str) -> None:
-    def waiting():
-        return (
-            airflow.task_states(airflow.api(user="admin", password="admin"), dag_id, RUN_ID).get(task_id)
-            == "awaiting_input"
-        )
-
-    airflow.wait(f"{dag_id}.{task_id} to wait", waiting, timeout=240)
-    time.sleep(1.5)  # Airflow 3.3.2 fails a task answered < ~1 s after it starts waiting
+    # Waits for the scheduler to handle the parked worker's exit: Airflow 3.3.2 fails a task answered earlier.
+    airflow.wait_parked(airflow.api(user="admin", password="admin"), dag_id, RUN_ID, task_id)
     airflow.api(user=user, password=f"{user}-pw").patch(
         f"/api/v2/dags/{dag_id}/dagRuns/{RUN_ID}/taskInstances/{task_id}/-1/hitlDetails",
         {"chosen_options": ["Approve"], "params_input": {}},

@@ -134,8 +134,8 @@ def _run_state(airflow: LocalAirflow, api, dag_id: str, run_id: str = RUN_ID) ->
 def _answer(
     airflow: LocalAirflow, dag_id: str, task_id: str, user: str, option: str, run_id: str = RUN_ID
 ) -> None:
-    time.sleep(1.5)  # Airflow 3.3.2 fails a task answered < ~1 s after it starts waiting
     api = airflow.api(user=user, password=f"{user}-pw")
+    airflow.wait_parked(api, dag_id, run_id, task_id)  # Airflow 3.3.2 fails a task answered too early
     api.patch(
         f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/-1/hitlDetails",
         {"chosen_options": [option], "params_input": {}},

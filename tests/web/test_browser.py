@@ -190,7 +190,7 @@ def test_anonymous_visitors_are_refused(live, browser):
 
 def test_bob_approves_inside_airflows_ui_and_the_next_stage_waits(live, browser, shots):
     airflow, admin, _ = live
-    _wait_task(airflow, admin, "gmv_daily", GMV_RUN, "approve_sales_review", {"awaiting_input"})
+    airflow.wait_parked(admin, "gmv_daily", GMV_RUN, "approve_sales_review")
     intruder, erins = _log_in(browser, airflow, "erin")  # logged in, but not an approver of this stage
     form = f"{airflow.url}/metrics-center/approvals/gmv_daily/{GMV_RUN}/approve_sales_review"
     answered = erins.request.post(
@@ -217,6 +217,9 @@ def test_bob_approves_inside_airflows_ui_and_the_next_stage_waits(live, browser,
     page.screenshot(path=str(shots / "approved.png"))
     states = _wait_task(airflow, admin, "gmv_daily", GMV_RUN, "approve_finance_sign_off", {"awaiting_input"})
     assert states["approve_sales_review"] == "success" and states["publish"] is None
+    # Carol answers next (the next test): the stage must be parked as the scheduler sees it, not only
+    # "awaiting_input" in the API — waiting on that condition, not on the page's 2.5 s hold.
+    airflow.wait_parked(admin, "gmv_daily", GMV_RUN, "approve_finance_sign_off")
     context.close()
 
 

@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[3]
@@ -250,6 +251,29 @@ class LocalAirflow:
             return set(dag_ids) <= known
 
         self.wait("the DAGs to be parsed", parsed)
+
+    def wait_parked(self, api: Api, dag_id: str, run_id: str, task_id: str, *, timeout: float = 240) -> dict:
+        """Wait until an approval task waits for its answer *and* the scheduler has handled the exit of the
+        worker that parked it; return the task instance.
+
+        Airflow 3.3.2 can fail a human-in-the-loop task answered before the scheduler processes that exit
+        event (an upstream race, #66374 and kin); under load that took 6 s here, so a fixed pause
+        is not enough. Only the scheduler's log says when it happened: this local Airflow keeps it.
+        """
+        log = self.home / "component-logs" / "scheduler.log"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+
+        def parked() -> dict | None:
+            ti = api.get(path)
+            if ti["state"] != "awaiting_input":
+                return None
+            handled = (
+                "Received executor event with state success for task instance TaskInstanceKey("
+                f"dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', try_number={ti['try_number']},"
+            )
+            return ti if log.exists() and handled in log.read_text(errors="replace") else None
+
+        return self.wait(f"{dag_id}.{task_id} to be parked", parked, timeout=timeout, every=0.25)
 
     def task_states(self, api: Api, dag_id: str, run_id: str) -> dict[str, str | None]:
         tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
