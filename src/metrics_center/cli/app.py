@@ -13,7 +13,11 @@ from metrics_center.cli import changes, demo, mart, notifications, pools, review
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metrics-center", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="metrics-center",
+        description="Metrics Center: validate metric definitions, review their changes, operate the mart, the "
+        "outbox and the demo.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (validate, mart, staging, notifications, demo, review, changes, pools):
         group.add_commands(sub)

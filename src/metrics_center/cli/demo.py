@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from metrics_center import settings
+from metrics_center.cli.groups import command_group
 
 
 def _demo_seed(args: argparse.Namespace) -> int:
@@ -45,8 +46,7 @@ def _demo_history(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="the demo company")
-    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    demo_sub = command_group(sub, "demo", help="the demo company")
     seed = demo_sub.add_parser("seed", help="write the demo departments' data (deterministic)")
     seed.add_argument("--root", help="default: $METRICS_CENTER_DATA_ROOT")
     seed.add_argument("--end", help="ISO date after the last day of data (default: today)")

@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from metrics_center.cli.groups import command_group
+
 
 def _mart_upgrade(args: argparse.Namespace) -> int:
     from metrics_center.mart.engine import create_mart_engine
@@ -25,8 +27,7 @@ def _mart_upgrade(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    mart = sub.add_parser("mart", help="mart schema management")
-    mart_sub = mart.add_subparsers(dest="mart_command", required=True)
+    mart_sub = command_group(sub, "mart", help="mart schema management")
     up = mart_sub.add_parser("upgrade", help="create or migrate the mart schema (Alembic)")
     up.add_argument(
         "--url", help="SQLAlchemy URL (default: connection metrics_mart, else SQLite in $AIRFLOW_HOME)"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from metrics_center.cli.groups import command_group
+
 
 def _notifications_list(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
@@ -59,8 +61,7 @@ def _notifications_requeue(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    notifications = sub.add_parser("notifications", help="the outbox of Slack notifications")
-    notifications_sub = notifications.add_subparsers(dest="notifications_command", required=True)
+    notifications_sub = command_group(sub, "notifications", help="the outbox of Slack notifications")
     url_help = "mart SQLAlchemy URL (default: connection metrics_mart / SQLite)"
     listing = notifications_sub.add_parser("list", help="show notifications (default: those not delivered)")
     listing.add_argument(

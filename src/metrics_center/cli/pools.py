@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from metrics_center import settings
+from metrics_center.cli.groups import command_group
 
 
 def _declared():
@@ -70,8 +71,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``pools sync`` and ``pools list``."""
-    pools = sub.add_parser("pools", help="per-department limits on source queries (Airflow pools)")
-    pools_sub = pools.add_subparsers(dest="pools_command", required=True)
+    pools_sub = command_group(sub, "pools", help="per-department limits on source queries (Airflow pools)")
     sync = pools_sub.add_parser(
         "sync",
         help="create or resize the pools _teams.yaml declares (run where the scheduler runs)",

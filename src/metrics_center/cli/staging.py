@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from metrics_center import settings
+from metrics_center.cli.groups import command_group
 
 
 def _staging_prune(args: argparse.Namespace) -> int:
@@ -45,8 +46,7 @@ def _staging_init(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    staging = sub.add_parser("staging", help="the staging area of extracted and transformed Parquet")
-    staging_sub = staging.add_subparsers(dest="staging_command", required=True)
+    staging_sub = command_group(sub, "staging", help="the staging area of extracted and transformed Parquet")
     prune = staging_sub.add_parser(
         "prune",
         help="delete staged runs older than a duration, except runs that have not finished",
