@@ -82,6 +82,27 @@ def postgres_mart_url():
     admin.dispose()
 
 
+def reset_postgres_mart(conn) -> None:
+    """Empty every table of the mart, drop each metric's storage and relations, as a fresh upgrade leaves it."""
+    import sqlalchemy as sa
+
+    conn.execute(
+        sa.text(
+            "TRUNCATE publication, metric_definition, quality_result, approval_event, metric_run, anomaly,"
+            " notification, slack_request, metric_input, impact_preview, mart_reader"
+        )
+    )
+    conn.execute(sa.text("SELECT metrics_mart.rebuild_value_views()"))  # no metric: it unites nothing now
+    conn.execute(sa.text("DROP SCHEMA metrics CASCADE"))
+    conn.execute(sa.text("CREATE SCHEMA metrics"))
+    for (name,) in conn.execute(
+        sa.text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'metrics_mart' AND tablename LIKE 'values\\_\\_%'"
+        )
+    ):
+        conn.execute(sa.text(f'DROP TABLE metrics_mart."{name}"'))
+
+
 @pytest.fixture(params=["postgres", "sqlite"])
 def mart(request, monkeypatch, tmp_path):
     """The mart as tasks see it: connection ``metrics_mart`` on Postgres, or the SQLite default."""
@@ -99,15 +120,8 @@ def mart(request, monkeypatch, tmp_path):
 
     upgrade(engine)
     if request.param == "postgres":
-        import sqlalchemy as sa
-
         with engine.begin() as conn:  # each test starts from an empty mart
-            conn.execute(
-                sa.text(
-                    "TRUNCATE metric_value, publication, metric_definition, quality_result, approval_event,"
-                    " metric_run, anomaly, notification, slack_request, metric_input, impact_preview"
-                )
-            )
+            reset_postgres_mart(conn)
     yield engine
     engine.dispose()
 

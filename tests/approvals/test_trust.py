@@ -112,7 +112,7 @@ def test_marking_waiting_approvals_success_publishes_nothing(mart):
     )
     assert "finance sign-off never asked" in run.detail
     assert run.detail.endswith("nothing published")
-    assert _count(mart, "metric_value") == _count(mart, "publication") == 0
+    assert _count(mart, "metric_value_history") == _count(mart, "publication") == 0
 
 
 @pytest.mark.usefixtures("airflow_db", "demo_data")
@@ -131,7 +131,7 @@ def test_clearing_publish_after_a_reject_publishes_nothing(mart):
     assert run.detail.startswith("sales review was rejected by bob at ")
     assert "finance sign-off was asked" not in run.detail  # never asked: it was skipped
     assert "finance sign-off never asked for approval" in run.detail
-    assert _count(mart, "metric_value") == 0
+    assert _count(mart, "metric_value_history") == 0
 
 
 # A whole DAG run per backend costs CI ~10 s; what differs between the backends here is covered per backend

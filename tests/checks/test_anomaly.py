@@ -188,7 +188,7 @@ def test_history_is_one_query_and_a_version_boundary_resets_the_baseline(mart, m
     sa.event.listen(mart, "before_cursor_execute", count)
     v2 = _load(mart, version=2)
     sa.event.remove(mart, "before_cursor_execute", count)
-    assert len([s for s in statements if "metric_value" in s]) == 1
+    assert len([s for s in statements if "values__m" in s]) == 1  # the metric's storage, read once
     assert len(v2) == 3 and set(v2["value"].round()) <= {200.0, 201.0, 202.0}
     verdict = score(
         current=_today({"east": 201.0}), history=v2, dimensions=["region"], config=Anomaly(), grain="day"
@@ -203,7 +203,7 @@ def test_values_marked_expected_leave_future_baselines(mart):
     _publish_days(mart, version=1, days=range(1, 20), value=100.0, run_prefix="r")
     spike = DAY - timedelta(days=5)
     with mart.begin() as conn:
-        conn.execute(sa.text("UPDATE metric_value SET value = 900 WHERE period_start = :d"), {"d": spike})
+        conn.execute(sa.text("UPDATE values__m SET value = 900 WHERE period_start = :d"), {"d": spike})
     assert 900.0 in _load(mart, version=1)["value"].tolist()
     scored = score(
         current=_today({"east": 900.0}, day=spike),

@@ -129,7 +129,8 @@ def test_schema_prints_json_schema(kind: str, prop: str):
     assert prop in schema["properties"]
     assert schema["additionalProperties"] is False, "editors must flag typos such as `ownr:`"
     if kind == "metric":
-        assert schema["properties"]["key"]["pattern"] == "^[a-z][a-z0-9_]{0,62}$"
+        assert schema["properties"]["key"]["pattern"] == "^[a-z][a-z0-9_]*$"
+        assert schema["properties"]["key"]["maxLength"] == 55
         assert {"key", "owner", "sources", "approval"} <= set(schema["required"])
 
 

@@ -37,10 +37,10 @@ def test_history_leaves_the_live_period_to_the_approval_run(mart, demo_data):
         periods = conn.execute(
             sa.text(
                 "SELECT metric_key, min(period_start), max(period_start), count(DISTINCT approved_by) "
-                "FROM metric_value GROUP BY metric_key ORDER BY metric_key"
+                "FROM metric_value_history GROUP BY metric_key ORDER BY metric_key"
             )
         ).all()
-        by = conn.execute(sa.text("SELECT DISTINCT approved_by FROM metric_value")).scalars().all()
+        by = conn.execute(sa.text("SELECT DISTINCT approved_by FROM metric_value_history")).scalars().all()
     as_text = [(k, str(lo), str(hi), n) for k, lo, hi, n in periods]
     # 11-09 … 11-25 daily (11-26 is the live run's); the week of 11-09 only (11-16 … 11-22 is live).
     assert as_text == [
@@ -56,8 +56,10 @@ def test_remote_staging_roots_work_through_object_storage(mart, demo_data, monke
     spec = catalog.metrics["lead_conversion_rate"].spec
     local = seed_history(engine=mart, specs=[spec], first=date(2026, 11, 20), end=date(2026, 11, 23))
     with mart.begin() as conn:
-        before = conn.execute(sa.text("SELECT period_start, dimensions, value FROM metric_value")).all()
-        conn.execute(sa.text("DELETE FROM metric_value"))
+        before = conn.execute(
+            sa.text("SELECT period_start, dimensions, value FROM metric_value_history")
+        ).all()
+        conn.execute(sa.text("DELETE FROM values__lead_conversion_rate"))
         conn.execute(sa.text("DELETE FROM publication"))
     from airflow.sdk.io import attach
     from fsspec.implementations.memory import MemoryFileSystem
@@ -66,7 +68,9 @@ def test_remote_staging_roots_work_through_object_storage(mart, demo_data, monke
     monkeypatch.setenv("METRICS_CENTER_STAGING", "memory://mc-staging")
     remote = seed_history(engine=mart, specs=[spec], first=date(2026, 11, 20), end=date(2026, 11, 23))
     with mart.connect() as conn:
-        after = conn.execute(sa.text("SELECT period_start, dimensions, value FROM metric_value")).all()
+        after = conn.execute(
+            sa.text("SELECT period_start, dimensions, value FROM metric_value_history")
+        ).all()
     from airflow.sdk import ObjectStoragePath
 
     staged = list((ObjectStoragePath("memory://mc-staging") / "lead_conversion_rate").iterdir())

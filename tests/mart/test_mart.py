@@ -28,13 +28,13 @@ def test_restatement_supersedes_and_keeps_history(mart):
     with mart.connect() as conn:
         history = conn.execute(
             sa.text(
-                "SELECT value FROM metric_value WHERE published_at <= :x "
-                "AND (superseded_at IS NULL OR superseded_at > :x) ORDER BY value"
+                "SELECT value FROM metric_value_history WHERE valid_from <= :x "
+                "AND (valid_to IS NULL OR valid_to > :x) ORDER BY value"
             ),
             {"x": t0 + timedelta(hours=2)},
         ).scalars()
         assert list(history) == [5.0, 10.0]  # "as published on day X" is still answerable
-        assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 3
+        assert conn.execute(sa.text("SELECT count(*) FROM metric_value_history")).scalar() == 3
 
 
 def test_failed_publish_leaves_nothing_partial(mart):
@@ -47,7 +47,7 @@ def test_failed_publish_leaves_nothing_partial(mart):
     assert current_values(mart) == {(day, "east"): 10.0}
     with mart.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM publication")).scalar() == 1
-        assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM values__m")).scalar() == 1
 
 
 def test_definition_versions(mart):
@@ -65,37 +65,3 @@ def test_definition_versions(mart):
         dictionary = conn.execute(sa.text("SELECT metric_key, current_version FROM metric_dictionary")).all()
     assert [tuple(r) for r in rows] == [(1, False), (2, True)]
     assert [tuple(r) for r in dictionary] == [("m", 2)]
-
-
-def test_postgres_objects_are_commented_for_bi_users(postgres_mart_url, mart):
-    if mart.dialect.name != "postgresql":
-        return  # comments are a Postgres feature; SQLite has no catalog for them
-    with mart.connect() as conn:
-        missing = (
-            conn.execute(
-                sa.text(
-                    """
-                SELECT c.relname || '.' || a.attname
-                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-                JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'metrics_mart' AND c.relname IN ('metric_definition', 'metric_value')
-                  AND a.attnum > 0 AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NULL
-                  AND a.attname NOT IN ('id', 'publication_id', 'superseded_at')
-                """
-                )
-            )
-            .scalars()
-            .all()
-        )
-        views = (
-            conn.execute(
-                sa.text(
-                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = 'metrics_mart' AND c.relkind = 'v' AND obj_description(c.oid) IS NOT NULL"
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert missing == []
-    assert sorted(views) == ["metric_dictionary", "metric_value_current", "metric_value_history"]

@@ -22,9 +22,9 @@ from metrics_center.mart.roles import grant_reader, mart_views, view_readers
 # the same server as conftest.PG_ADMIN_URL
 PG_ADMIN_URL = os.environ.get("METRICS_CENTER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DAY = date(2026, 11, 26)
-VIEWS = {"metric_value_current", "metric_value_history", "metric_dictionary"}
+VIEWS = {"metric_value_current", "metric_value_history", "metric_dictionary", "metric_anomaly"}
 SECRET_TABLES = {
-    "metric_value",
+    "values__m",
     "publication",
     "approval_event",
     "notification",
@@ -100,7 +100,10 @@ def test_reader_selects_every_view_and_touches_no_table(mart, roles, postgres_ma
     grant = grant_reader(engine=mart, role=role)
 
     assert grant.created and grant.login and not grant.password_set
-    assert set(grant.views) == VIEWS  # listed from the database: every view of the schema
+    assert (
+        set(grant.views) == VIEWS
+    )  # listed from the database: every view of the schema but the internal one
+    assert grant.relations == ("m", "m_history")  # the metric's own relations, in schema metrics
     tables = _tables(mart)
     assert tables >= SECRET_TABLES and not tables & VIEWS
     reader = _as(mart, role)
@@ -116,10 +119,13 @@ def test_reader_selects_every_view_and_touches_no_table(mart, roles, postgres_ma
             assert [tuple(r) for r in current] == [("east", 10.0), ("west", 4.5)]
             dictionary = conn.execute(sa.text(f"SELECT metric_key FROM {MART_SCHEMA}.metric_dictionary"))
             assert dictionary.scalars().all() == ["m"]
+            typed = conn.execute(sa.text("SELECT region, value FROM metrics.m ORDER BY 1")).all()
+            assert [tuple(r) for r in typed] == [("east", 10.0), ("west", 4.5)]
         for table in sorted(tables):  # every table, the audit trail and the outbox included
             _denied(reader, f"SELECT 1 FROM {MART_SCHEMA}.{table} LIMIT 1")
         _denied(reader, f"INSERT INTO {MART_SCHEMA}.notification (kind) VALUES ('x')")
-        _denied(reader, f"UPDATE {MART_SCHEMA}.metric_value SET value = 0")
+        _denied(reader, f"UPDATE {MART_SCHEMA}.values__m SET value = 0")
+        _denied(reader, f"SELECT * FROM {MART_SCHEMA}.metric_value_all")  # unfiltered: internal
         _denied(reader, f"DELETE FROM {MART_SCHEMA}.metric_dictionary")  # auto-updatable: only rights stop it
         _denied(reader, f"INSERT INTO {MART_SCHEMA}.metric_dictionary (metric_key) VALUES ('x')")
         _denied(reader, f"CREATE TABLE {MART_SCHEMA}.sneaky (x int)")
@@ -227,13 +233,13 @@ def test_an_upgrade_that_recreates_views_drops_grants_until_granted_again(mart, 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     try:
-        with mart.begin() as conn:  # 0006 drops and recreates metric_dictionary, creates metric_value_history
+        with mart.begin() as conn:  # 0006 and 0007 drop and recreate the views
             config.attributes["connection"] = conn
             command.downgrade(config, "0005")
     finally:
         upgrade(mart)
     assert not _can(mart, role, "metric_dictionary", "SELECT")
-    assert _can(mart, role, "metric_value_current", "SELECT")  # untouched by 0006
+    assert not _can(mart, role, "metric_value_current", "SELECT")  # recreated by 0007
 
     for reader in readers:
         grant_reader(engine=mart, role=reader)
@@ -269,7 +275,7 @@ def test_the_mart_owner_grants_without_being_superuser(roles, createrole):
         with reader.connect() as conn:
             count = conn.execute(sa.text(f"SELECT count(*) FROM {MART_SCHEMA}.metric_value_current"))
             assert count.scalar() == 0
-        _denied(reader, f"SELECT 1 FROM {MART_SCHEMA}.metric_value")
+        _denied(reader, f"SELECT 1 FROM {MART_SCHEMA}.publication")
     finally:
         reader.dispose()
         owner_engine.dispose()
@@ -280,7 +286,8 @@ def test_the_mart_owner_grants_without_being_superuser(roles, createrole):
 
 @postgres_only
 def test_mart_upgrade_grants_the_views_again_to_every_reader(mart, roles, capsys):
-    """`metrics-center mart upgrade` takes the readers before migrating and grants them again after."""
+    """`metrics-center mart upgrade` takes the readers before migrating and grants them again after — a reader
+    of a mart from before departments (0006: SELECT on its views) keeps reading every metric."""
     from alembic import command
     from alembic.config import Config
 
@@ -288,15 +295,27 @@ def test_mart_upgrade_grants_the_views_again_to_every_reader(mart, roles, capsys
     from metrics_center.mart.migrate import _MIGRATIONS
 
     roles.databases.append(mart.url.database)
+    register(mart)
+    publish(mart, values_table(DAY, [("east", 10.0)]), "run_1")
     role = roles()
-    grant_reader(engine=mart, role=role)
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    with mart.begin() as conn:  # back to 0005: 0006 will recreate metric_dictionary
+    with mart.begin() as conn:  # back to 0006, where grant-reader gave SELECT on each view of metrics_mart
         config.attributes["connection"] = conn
-        command.downgrade(config, "0005")
+        command.downgrade(config, "0006")
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(sa.text(f'GRANT USAGE ON SCHEMA metrics_mart TO "{role}"'))
+        for view in ("metric_value_current", "metric_value_history", "metric_dictionary"):
+            conn.execute(sa.text(f'GRANT SELECT ON metrics_mart.{view} TO "{role}"'))
+        assert conn.execute(sa.text("SELECT count(*) FROM metrics_mart.metric_value")).scalar() == 1
     url = mart.url.render_as_string(hide_password=False)
     assert main(["mart", "upgrade", "--url", url]) == 0
     assert f"granted the views again to {role}" in capsys.readouterr().out
     assert all(_can(mart, role, view, "SELECT") for view in VIEWS)
-    assert not _can(mart, role, "metric_value", "SELECT")
+    assert not _can(mart, role, "publication", "SELECT")
+    reader = _as(mart, role)
+    try:
+        with reader.connect() as conn:  # the value moved to typed storage, readable by the old reader
+            assert conn.execute(sa.text("SELECT region, value FROM metrics.m")).one() == ("east", 10.0)
+    finally:
+        reader.dispose()

@@ -59,24 +59,18 @@ def test_non_ascii_dimensions_are_stored_as_utf8(mart):
     with mart.connect() as conn:
         if mart.dialect.name == "postgresql":
             raw = (
-                conn.execute(sa.text("SELECT dimensions::text FROM metric_value ORDER BY value"))
+                conn.execute(sa.text("SELECT dimensions::text FROM metric_value_current ORDER BY value"))
                 .scalars()
                 .all()
             )
-            regions = (
-                conn.execute(sa.text("SELECT dimensions->>'region' FROM metric_value ORDER BY value"))
-                .scalars()
-                .all()
-            )
+            regions = conn.execute(sa.text("SELECT region FROM metrics.m ORDER BY value")).scalars().all()
         else:
-            raw = conn.execute(sa.text("SELECT dimensions FROM metric_value ORDER BY value")).scalars().all()
-            regions = (
-                conn.execute(
-                    sa.text("SELECT json_extract(dimensions, '$.region') FROM metric_value ORDER BY value")
-                )
+            raw = (
+                conn.execute(sa.text("SELECT dimensions FROM metric_value_current ORDER BY value"))
                 .scalars()
                 .all()
             )
+            regions = conn.execute(sa.text("SELECT region FROM metrics__m ORDER BY value")).scalars().all()
     assert regions == ["华东", 'Zürich "HQ"']
     assert "\\u" not in "".join(raw)  # UTF-8 text, not escapes
 
@@ -199,7 +193,8 @@ def test_concurrent_restatements_leave_one_current_set_and_ordered_history(mart)
     with mart.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT publication_id, published_at, superseded_at FROM metric_value ORDER BY publication_id"
+                "SELECT publication_id, valid_from AS published_at, valid_to AS superseded_at "
+                "FROM metric_value_history ORDER BY publication_id"
             )
         ).all()
     assert len(rows) == 6 and sum(r.superseded_at is None for r in rows) == 1
@@ -275,7 +270,7 @@ def test_task_role_without_ddl_rights_runs_a_metric(postgres_mart_url, mart):
             pytest.raises(sa.exc.ProgrammingError, match=r"permission denied|must be owner"),
             task_engine.begin() as conn,
         ):
-            conn.execute(sa.text("DROP TABLE metric_value"))
+            conn.execute(sa.text("DROP TABLE values__m"))
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), task_engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE sneaky (x int)"))
     finally:

@@ -117,7 +117,7 @@ def test_reject_publishes_nothing_and_unassigned_user_is_refused(mart):
     assert states["publish"] == "skipped"
     assert _current(mart, "gmv_daily") == []
     with mart.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM metric_value_history")).scalar() == 0
         assert conn.execute(
             sa.text("SELECT decision, decided_by FROM approval_event WHERE decision <> 'requested'")
         ).all() == [("rejected", "bob")]
@@ -142,7 +142,7 @@ def test_failing_expectation_blocks_publishing(mart, tmp_path, monkeypatch):
     assert states["approve_sales_review"] == "upstream_failed"
     assert states["publish"] == "upstream_failed"
     with mart.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM metric_value")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM metric_value_history")).scalar() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM publication")).scalar() == 0
         failed = conn.execute(
             sa.text("SELECT expectation, severity FROM quality_result WHERE NOT success ORDER BY id")
@@ -176,8 +176,6 @@ def test_running_the_same_day_twice_leaves_one_current_value_per_key(mart):
     assert [r.value for r in after] == [r.value for r in before]
     with mart.connect() as conn:
         keys = conn.execute(
-            sa.text(
-                "SELECT count(*), count(DISTINCT dimensions) FROM metric_value WHERE superseded_at IS NULL"
-            )
+            sa.text("SELECT count(*), count(DISTINCT CAST(dimensions AS TEXT)) FROM metric_value_current")
         ).one()
     assert tuple(keys) == (12, 12)

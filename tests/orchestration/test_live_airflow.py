@@ -219,7 +219,7 @@ def test_timeout_reject_skips_publish_and_timeout_fail_fails_the_run(live):
             )
         ).all()
         published = conn.execute(
-            sa.text("SELECT count(*) FROM metrics_mart.metric_value WHERE metric_key <> 'gmv_daily'")
+            sa.text("SELECT count(*) FROM metrics_mart.metric_value_history WHERE metric_key <> 'gmv_daily'")
         ).scalar()
     assert [tuple(d) for d in decisions] == [
         ("lead_conversion_rate", "rejected_on_timeout", None),

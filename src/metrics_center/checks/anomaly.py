@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
+from metrics_center.mart.relations import dimensions_json, metric_storage
 from metrics_center.mart.tables import anomaly as anomaly_table
-from metrics_center.mart.tables import metric_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,21 +65,29 @@ def load_history(
     """``period_start, <dims…>, value`` of the current published values the baselines may use — one query."""
     import pandas as pd
 
-    v, a = metric_value, anomaly_table
+    columns = ["period_start", *dimensions, "value"]
+    v, a = metric_storage(conn, metric_key=metric_key), anomaly_table
+    if v is None or any(d not in v.c for d in dimensions):  # never published (with these dimensions)
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns}).assign(
+            period_start=pd.Series(dtype="datetime64[ns]"), value=pd.Series(dtype="float64")
+        )
+    row_dims = dimensions_json(v, dimensions, dialect=conn.dialect.name)
+    same_dims = (
+        a.c.dimensions == row_dims
+        if conn.dialect.name == "postgresql"
+        else sa.cast(a.c.dimensions, sa.Text) == sa.cast(row_dims, sa.Text)
+    )
     marked_expected = (
         sa.select(a.c.id)
         .where(
-            a.c.metric_key == v.c.metric_key,
+            a.c.metric_key == metric_key,
             a.c.period_start == v.c.period_start,
-            sa.cast(a.c.dimensions, sa.Text) == sa.cast(v.c.dimensions, sa.Text),
+            same_dims,
             a.c.marked_expected_at.is_not(None),
         )
         .exists()
     )
-    query = sa.select(
-        v.c.period_start, *(v.c.dimensions[d].as_string().label(d) for d in dimensions), v.c.value
-    ).where(
-        v.c.metric_key == metric_key,
+    query = sa.select(v.c.period_start, *(v.c[d] for d in dimensions), v.c.value).where(
         v.c.superseded_at.is_(None),
         v.c.period_start >= history_start(first_period=first_period, grain=grain, config=config),
         v.c.period_start <= last_period,
@@ -87,7 +95,6 @@ def load_history(
     )
     if not config.compare_across_versions:
         query = query.where(v.c.definition_version == definition_version)
-    columns = ["period_start", *dimensions, "value"]
     if conn.dialect.name == "postgresql":
         frame = _copy_out(conn, query, columns=columns)
     else:

@@ -12,17 +12,20 @@ from metrics_center.cli.groups import command_group
 def _mart_upgrade(args: argparse.Namespace) -> int:
     from metrics_center.mart.engine import create_mart_engine
     from metrics_center.mart.migrate import upgrade
-    from metrics_center.mart.roles import grant_reader, view_readers
+    from metrics_center.mart.roles import grant_reader, reader_departments, view_readers
 
     engine = create_mart_engine(args.url)
-    # A migration that recreates a view drops its grants: BI readers get theirs back right after.
-    readers = view_readers(engine=engine) if engine.dialect.name == "postgresql" else []
+    # A migration that recreates a view drops its grants: BI readers get theirs back right after, each for
+    # the department grant-reader recorded (readers from before departments existed read every metric).
+    postgres = engine.dialect.name == "postgresql"
+    readers = list(view_readers(engine=engine)) if postgres else []
     revision = upgrade(engine)
-    for role in readers:
-        grant_reader(engine=engine, role=role)
+    departments = reader_departments(engine=engine) if postgres else {}
+    for role in dict.fromkeys([*readers, *departments]):
+        grant_reader(engine=engine, role=role, department=departments.get(role))
     print(f"mart at revision {revision} ({engine.url.render_as_string(hide_password=True)})")
-    if readers:
-        print(f"granted the views again to {', '.join(readers)}")
+    if readers or departments:
+        print(f"granted the views again to {', '.join(dict.fromkeys([*readers, *departments]))}")
     return 0
 
 
@@ -51,9 +54,14 @@ def _grant_reader(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
+    if args.department is not None and (problem := _unknown_department(args.department)):
+        print(f"metrics-center mart grant-reader: {problem}", file=sys.stderr)
+        return 1
     engine = create_mart_engine(args.url)
     try:
-        grant = grant_reader(engine=engine, role=args.role, login=args.login, password=password)
+        grant = grant_reader(
+            engine=engine, role=args.role, login=args.login, password=password, department=args.department
+        )
     except MartError as exc:
         print(f"metrics-center mart grant-reader: {exc}", file=sys.stderr)
         return 1
@@ -62,32 +70,55 @@ def _grant_reader(args: argparse.Namespace) -> int:
     state = "created" if grant.created else "already existed"
     login = "LOGIN" if grant.login else "NOLOGIN"
     password_note = ", password set" if grant.password_set else ""
+    scope = f"reads for department {grant.department}" if grant.department else "reads every metric"
     print(
-        f"role {grant.role} {state} ({login}{password_note}): USAGE on schema metrics_mart, SELECT on "
-        f"{', '.join(grant.views)}; nothing on its tables"
+        f"role {grant.role} {state} ({login}{password_note}), {scope}: SELECT on metrics_mart's views "
+        f"{', '.join(grant.views)} (rows of the metrics it may read) and on {len(grant.relations)} relation(s) "
+        f"of schema metrics; nothing on its tables"
     )
-    print(
-        "run this again after every `metrics-center mart upgrade`: a migration that recreates a view drops its grants"
-    )
+    print("`metrics-center mart upgrade` and every new metric version grant again what this role may read")
     return 0
+
+
+def _unknown_department(department: str) -> str | None:
+    """A problem if ``_teams.yaml`` (when there is one) has no such department."""
+    from metrics_center import settings
+    from metrics_center.definitions.loader import TEAMS_FILE, load_teams
+
+    path = settings.metrics_dir() / TEAMS_FILE
+    if not path.is_file():
+        return None
+    try:
+        teams = load_teams(path)
+    except Exception:
+        return None  # validate reports a broken teams file; the mart does not need it
+    if department in teams.departments:
+        return None
+    return f"{department!r} is not a department in {path} — use one of {', '.join(sorted(teams.departments))}"
 
 
 def add_mart_commands(mart_sub: argparse._SubParsersAction) -> None:
     """Register ``mart grant-reader``."""
     reader = mart_sub.add_parser(
         "grant-reader",
-        help="create (if missing) a read-only Postgres role for BI: SELECT on the mart's views, nothing on tables",
-        description="Create ROLE if it does not exist, grant it USAGE on schema metrics_mart and SELECT on every "
-        "view there (metric_value_current, metric_value_history, metric_dictionary, and any view added later), "
-        "and nothing on the tables. Idempotent; refuses a role that can already read or write a table of the "
-        "mart. Run as the mart owner (the role of `mart upgrade`) with CREATEROLE, and again after every "
-        "`mart upgrade`. Postgres only.",
+        help="create (if missing) a read-only Postgres role for BI: views only, of every metric or one department's",
+        description="Create ROLE if it does not exist and let it read: SELECT on the views of schema metrics_mart "
+        "(metric_value_current, metric_value_history, metric_dictionary, metric_anomaly) and on the relation of "
+        "each metric it may read in schema metrics (metrics.<key>, metrics.<key>_history); nothing on the "
+        "tables. With --department, only what that department may read (the metrics' access: and readers:), "
+        "enforced by the database; without, every metric. Idempotent; refuses a role that can already read or "
+        "write a table of the mart. Run as the mart owner (the role of `mart upgrade`) with CREATEROLE; "
+        "`mart upgrade` and every new metric version grant again. Postgres only.",
     )
     reader.add_argument("role", help="role name: lower-case letters, digits and _, e.g. bi_reader")
     reader.add_argument(
         "--url",
         help="the mart owner's SQLAlchemy URL (default: connection metrics_mart — usually the task role, which "
         "cannot create roles)",
+    )
+    reader.add_argument(
+        "--department",
+        help="read only the metrics this department of _teams.yaml may read (权限分级); default: every metric",
     )
     reader.add_argument(
         "--login",

@@ -16,7 +16,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from metrics_center.definitions.rule_checks import quality_findings
-from metrics_center.definitions.spec import FileSource, MetricSource, MetricSpec, SqlSource, Teams
+from metrics_center.definitions.spec import (
+    DIMENSION_TAGS,
+    FileSource,
+    MetricSource,
+    MetricSpec,
+    SqlSource,
+    Teams,
+)
 from metrics_center.errors import SpecError, SpecProblem
 
 TEAMS_FILE = "_teams.yaml"
@@ -94,9 +101,13 @@ def _dotted(loc: Iterable[str | int]) -> str:
 
 
 def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """Drop pydantic's union-member names (``SqlSource``, ``function-after[...]``) from a location."""
+    """Drop pydantic's union-member names (``SqlSource``, ``function-after[...]``, a dimension's form) from a
+    location."""
     members = {SqlSource.__name__, FileSource.__name__, MetricSource.__name__}
-    return tuple(p for p in loc if not (isinstance(p, str) and (p in members or "[" in p)))
+    kept = [p for p in loc if not (isinstance(p, str) and (p in members or "[" in p))]
+    if len(kept) > 2 and kept[0] == "dimensions" and kept[2] in DIMENSION_TAGS:
+        del kept[2]
+    return tuple(kept)
 
 
 def _source_kind(source: Any) -> str | None:
@@ -337,6 +348,13 @@ def _cross_checks(
                     ("approval", "stages", s, "approvers"),
                     f"the owner {spec.owner!r} is the stage's only approver, and may not approve their own number",
                     "add another approver, or set approval.allow_self_approval: true",
+                )
+        for i, reader in enumerate(spec.readers):
+            if reader not in teams.departments and reader not in teams.people:
+                add(
+                    ("readers", i),
+                    f"reader {reader!r} is neither a department nor a person in {TEAMS_FILE}",
+                    f"use a department ({', '.join(sorted(teams.departments))}) or a person's key",
                 )
         for i, dept in enumerate(spec.subscribers):
             if dept not in teams.departments:

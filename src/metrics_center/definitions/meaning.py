@@ -58,7 +58,12 @@ def load_definition(spec: MetricSpec, *, sql_root: Path | None = None) -> Defini
             sql[path] = (root / path).read_text(encoding="utf-8")
     full = spec.model_dump(mode="json")
     timezone = effective_timezone(spec)
-    meaning = {"spec": {k: full[k] for k in MEANING_FIELDS}, "timezone": timezone, "sql": sql}
+    # Dimension descriptions are words for people, not meaning: only the names count.
+    meaning = {
+        "spec": {**{k: full[k] for k in MEANING_FIELDS}, "dimensions": list(spec.dimensions)},
+        "timezone": timezone,
+        "sql": sql,
+    }
     digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
     return Definition(
         document={"spec": full, "effective_timezone": timezone, "sql": sql},
@@ -103,6 +108,15 @@ def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
 
 
 def _aggregation_words(spec: MetricSpec) -> str:
-    if spec.aggregation == "sum":
-        return "additive (the total is the sum of the dimension values)"
-    return "not additive (no total is shown; the SQL must return any total it wants published)"
+    return aggregation_words(spec.aggregation)
+
+
+def aggregation_words(aggregation: str) -> str:
+    """How a metric's values combine across dimensions and periods, in words (docs, dictionary, comments)."""
+    if aggregation == "sum":
+        return "additive: a total is the SUM of the values"
+    if aggregation == "ratio":
+        return (
+            "a ratio: a total is SUM(numerator) / SUM(denominator), never the sum or the average of the values"
+        )
+    return "not additive: do not sum or average the values; no total is published"

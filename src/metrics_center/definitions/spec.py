@@ -11,11 +11,26 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from metrics_center.definitions.sql_words import ADDED_COLUMNS, SQL_RESERVED
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 IDENTIFIER_HINT = "use lower-case letters, digits and underscores, starting with a letter (max 63)"
-RESERVED_COLUMNS = frozenset({"period_start", "value"})
+#: A metric key names relations in the mart (``<key>_history``): 63 bytes, Postgres's limit, less 8.
+MAX_KEY_LENGTH = 55
+METRIC_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_DIMENSIONS = 16
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -43,6 +58,24 @@ class _Strict(BaseModel):
 
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern, description=IDENTIFIER_HINT)]
+
+
+class Dimension(_Strict):
+    """A dimension with words for people: shown in the dictionary and as its column's comment in the mart."""
+
+    name: Identifier
+    description: str | None = Field(default=None, description="What the dimension's values are, for BI users.")
+
+
+def _dimension_form(value: Any) -> str:
+    return "long" if isinstance(value, dict | Dimension) else "short"
+
+
+#: A dimension: its name, or ``{name, description}``. The tags (``short``, ``long``) never reach a message.
+DimensionEntry = Annotated[
+    Annotated[Identifier, Tag("short")] | Annotated[Dimension, Tag("long")], Discriminator(_dimension_form)
+]
+DIMENSION_TAGS = frozenset({"short", "long"})
 
 
 class SqlSource(_Strict):
@@ -244,7 +277,12 @@ class Approval(_Strict):
 class MetricSpec(_Strict):
     """One metric: what it means, who owns it, where it comes from, how it is checked and approved."""
 
-    key: Identifier = Field(description="Stable id: DAG id, mart key and file name (<key>.yaml).")
+    key: Annotated[str, Field(pattern=METRIC_KEY.pattern, max_length=MAX_KEY_LENGTH)] = Field(
+        description=(
+            "Stable id: DAG id, mart key and file name (<key>.yaml); lower-case letters, digits and _, at most "
+            f"{MAX_KEY_LENGTH} characters (the mart names its relations <key> and <key>_history)."
+        )
+    )
     name: str = Field(min_length=1)
     description: str = Field(min_length=1)
     department: Identifier
@@ -261,13 +299,32 @@ class MetricSpec(_Strict):
     )
     timezone: str | None = Field(default=None, description="IANA zone closing the period; default env.")
     formula: str | None = Field(default=None, description="Human-readable formula shown in docs.")
-    dimensions: list[Identifier] = Field(default_factory=list)
-    aggregation: Literal["sum", "none"] = Field(
+    dimensions: list[DimensionEntry] = Field(
+        default_factory=list,
+        max_length=MAX_DIMENSIONS,
+        description=(
+            "Columns the metric is broken down by: names ([region, channel]) or {name, description} entries; "
+            "each becomes a column of the metric's relation in the mart."
+        ),
+    )
+    aggregation: Literal["sum", "ratio", "none"] = Field(
         default="none",
         description=(
-            "How values combine across dimensions: sum (additive, e.g. GMV: the evidence shows a total) or "
-            "none (ratios, averages, distinct counts: no total is shown unless the SQL returns one)."
+            "How values combine across dimensions: sum (additive, e.g. GMV: totals are sums); ratio (the "
+            "transform returns numerator and denominator, value = numerator / denominator, and every total is "
+            "SUM(numerator) / SUM(denominator)); none (averages, distinct counts: no total is shown)."
         ),
+    )
+    access: Literal["public", "department", "restricted"] = Field(
+        default="public",
+        description=(
+            "Who may read the published values (权限分级): public (everyone), department (the owning department "
+            "and the readers listed), restricted (only the readers listed)."
+        ),
+    )
+    readers: list[str] = Field(
+        default_factory=list,
+        description="Departments or people of _teams.yaml who may read beside those `access` lets in.",
     )
     sources: dict[Identifier, Source] = Field(min_length=1)
     transform: Transform
@@ -297,15 +354,58 @@ class MetricSpec(_Strict):
         description="A breaking version is first computed over this many recently published periods and compared (0: no preview).",
     )
 
+    _dimension_descriptions: dict[str, str] = PrivateAttr(default_factory=dict)
+
     @field_validator("dimensions")
     @classmethod
-    def _dimensions_unique_and_free(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
+    def _dimensions_unique_and_free(cls, value: list[str | Dimension]) -> list[str | Dimension]:
+        names = [d.name if isinstance(d, Dimension) else d for d in value]
+        if len(set(names)) != len(names):
             raise ValueError("dimensions are listed twice; list each dimension once")
-        clash = RESERVED_COLUMNS.intersection(value)
+        clash = sorted(ADDED_COLUMNS.intersection(names))
         if clash:
-            raise ValueError(f"{sorted(clash)} are reserved output columns; rename the dimension")
+            raise ValueError(
+                f"{clash} {'is a column' if len(clash) == 1 else 'are columns'} the mart adds beside the "
+                "dimensions; rename the dimension (e.g. region_value)"
+            )
+        reserved = sorted(SQL_RESERVED.intersection(names))
+        if reserved:
+            raise ValueError(
+                f"{reserved} {'is a' if len(reserved) == 1 else 'are'} reserved SQL word(s), which BI tools "
+                "would have to quote; rename the dimension (e.g. order_type instead of order)"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _dimension_names(self) -> MetricSpec:
+        """Keep ``dimensions`` as names everywhere; descriptions of the long form are kept aside."""
+        descriptions = {d.name: d.description for d in self.dimensions if isinstance(d, Dimension) and d.description}
+        object.__setattr__(self, "dimensions", [d.name if isinstance(d, Dimension) else d for d in self.dimensions])
+        self._dimension_descriptions.update(descriptions)
+        return self
+
+    @model_validator(mode="after")
+    def _readers_for_access(self) -> MetricSpec:
+        if self.access == "restricted" and not self.readers:
+            raise ValueError(
+                "access: restricted lets in only the readers listed, and none is; "
+                "list departments or people under readers:, or use access: department"
+            )
+        if self.access == "public" and self.readers:
+            raise ValueError(
+                "readers: are listed but access is public, so everyone reads it anyway; "
+                "set access: department or restricted, or remove readers:"
+            )
+        return self
+
+    @field_serializer("dimensions")
+    def _dimensions_as_written(self, names: list[str]) -> list[str | dict[str, str]]:
+        docs = self._dimension_descriptions
+        return [{"name": n, "description": docs[n]} if n in docs else n for n in names]
+
+    def dimension_description(self, name: str) -> str | None:
+        """The description given in the long form ``{name, description}``, if any."""
+        return self._dimension_descriptions.get(name)
 
     @field_validator("timezone")
     @classmethod
@@ -325,8 +425,19 @@ class MetricSpec(_Strict):
         return self.schedule == SCHEDULE_ON_INPUTS
 
     @property
+    def is_ratio(self) -> bool:
+        return self.aggregation == "ratio"
+
+    @property
     def output_columns(self) -> list[str]:
-        return ["period_start", *self.dimensions, "value"]
+        """What the transform returns: a ratio's two parts instead of its value (which we compute)."""
+        parts = ["numerator", "denominator"] if self.is_ratio else ["value"]
+        return ["period_start", *self.dimensions, *parts]
+
+    @property
+    def value_columns(self) -> list[str]:
+        """What a staged result and the mart hold per row besides the period and the dimensions."""
+        return ["numerator", "denominator", "value"] if self.is_ratio else ["value"]
 
     @property
     def approvers(self) -> set[str]:

@@ -1,4 +1,8 @@
-"""Register metric definitions: one row per (metric, version); a changed meaning needs a new version."""
+"""Register metric definitions: one row per (metric, version); a changed meaning needs a new version.
+
+A new version's storage and BI relations (:mod:`metrics_center.mart.relations`) are built in the same
+transaction: the relation a reader sees always matches the version in force.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ import sqlalchemy as sa
 from metrics_center.definitions.spec import MetricSource
 from metrics_center.errors import MartError
 from metrics_center.mart.engine import locked_transaction
+from metrics_center.mart.relations import ensure_relations, relation_spec, stored_dimensions
 from metrics_center.mart.tables import metric_definition, metric_input
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from metrics_center.definitions.spec import MetricSpec
+    from metrics_center.definitions.spec import MetricSpec, Teams
 
 Registration = Literal["new_version", "unchanged"]
 
@@ -28,11 +33,13 @@ def register_definition(
     definition_hash: str,
     now: datetime | None = None,
     announced: bool = False,
+    teams: Teams | None = None,
 ) -> Registration:
     """Make ``spec.version`` the current definition of ``spec.key``, with the metrics it reads.
 
     ``announced``: the version needs no broadcast (demo history, seeded definitions); otherwise the
-    ``impact_preview`` task of its first run announces it.
+    ``impact_preview`` task of its first run announces it. ``teams`` tells departments from people among
+    the metric's ``readers`` (without it every reader is taken for a department).
 
     Raises :class:`MartError` when the same version was registered with different content (someone
     edited the meaning without bumping ``version``) or when an older version tries to come back.
@@ -80,6 +87,9 @@ def register_definition(
                 valid_from=now,
                 valid_to=None,
                 announced_at=now if announced else None,
+                aggregation=spec.aggregation,
+                access=spec.access,
+                readers=list(spec.readers),
             )
         )
         inputs = [
@@ -89,6 +99,8 @@ def register_definition(
         ]
         if inputs:
             conn.execute(sa.insert(metric_input), inputs)
+        stored = stored_dimensions(conn, metric_key=spec.key, current=spec.dimensions)
+        ensure_relations(conn, relation_spec(spec, teams=teams, stored=stored))
     return "new_version"
 
 

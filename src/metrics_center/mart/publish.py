@@ -1,8 +1,9 @@
 """Publish approved values: one transaction, idempotent per (run, content), bulk COPY on Postgres.
 
-Values are never updated in place. Publishing a period that already has current values marks those
-rows ``superseded_at`` and inserts the new ones, so both "current" and "as published on day X" stay
-answerable.
+Values go to the metric's own storage (``values__<key>``, typed dimension columns; see
+:mod:`metrics_center.mart.relations`) and are never updated in place. Publishing a period that already has
+current values marks those rows ``superseded_at`` and inserts the new ones, so both "current" and "as
+published on day X" stay answerable.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from metrics_center.definitions.dimensions import dimensions_key_sql
 from metrics_center.definitions.periods import period_containing
 from metrics_center.errors import MartError, PublishRefused
 from metrics_center.mart.engine import locked_now, locked_transaction
-from metrics_center.mart.tables import metric_definition, metric_value, publication
+from metrics_center.mart.relations import metric_storage, storage_name
+from metrics_center.mart.tables import metric_definition, publication
 from metrics_center.mart.values import period_totals
 
 if TYPE_CHECKING:
@@ -30,19 +31,8 @@ if TYPE_CHECKING:
 
     from metrics_center.definitions.spec import Grain
 
-COPY_COLUMNS = (
-    "metric_key",
-    "definition_version",
-    "period_start",
-    "period_end",
-    "dimensions",
-    "value",
-    "run_id",
-    "approved_by",
-    "published_at",
-    "publication_id",
-)
 COPY_BATCH_ROWS = 50_000
+RATIO_PARTS = ("numerator", "denominator")
 
 
 @dataclass(frozen=True)
@@ -74,10 +64,10 @@ class PeriodChange:
 
 
 def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Table:
-    """``period_start, dims…, value`` → ``period_start, period_end, dimensions, value`` (sorted).
+    """``period_start, dims…, value[, numerator, denominator]`` → the same with ``period_end`` (sorted).
 
-    DuckDB builds the canonical dimension JSON vectorised; a Python loop would dominate at 1M rows.
-    Period ends come from :mod:`metrics_center.definitions.periods` (one rule), joined per distinct period.
+    Dimensions become text, as the storage holds them. Period ends come from
+    :mod:`metrics_center.definitions.periods` (one rule), joined per distinct period.
     """
     import duckdb
     import pyarrow as pa
@@ -93,12 +83,12 @@ def _prepare(values: pa.Table, *, dimensions: list[str], grain: Grain) -> pa.Tab
             }
         )
         con.register("ends", ends)
+        dims = "".join(f'CAST(v."{d}" AS VARCHAR) AS "{d}", ' for d in dimensions)
+        parts = "".join(f", CAST(v.{p} AS DOUBLE) AS {p}" for p in RATIO_PARTS if p in values.column_names)
         query = f"""
-            SELECT e.period_start, e.period_end,
-                   {dimensions_key_sql(dimensions)} AS dimensions,
-                   CAST(v.value AS DOUBLE) AS value
+            SELECT e.period_start, e.period_end, {dims}CAST(v.value AS DOUBLE) AS value{parts}
             FROM v JOIN ends AS e ON e.period_start = CAST(v.period_start AS DATE)
-            ORDER BY 1, 3
+            ORDER BY {", ".join(["1", *(f'"{d}"' for d in dimensions)])}
         """  # identifiers are validated dimension names; no user values are spliced in
         return con.sql(query).to_arrow_table()
     finally:
@@ -121,32 +111,29 @@ def _with_constants(prepared: pa.Table, constants: dict[str, object]) -> pa.Tabl
     table = prepared
     for name, value in constants.items():
         table = table.append_column(name, pa.repeat(pa.scalar(value), n))
-    return table.select(list(COPY_COLUMNS))
+    return table
 
 
-def _copy_postgres(conn: Connection, rows: pa.Table) -> None:
+def _copy_postgres(conn: Connection, storage: str, rows: pa.Table) -> None:
     """COPY in CSV batches: encoding the next batch overlaps with the server parsing the last one."""
     import pyarrow.csv as pacsv
 
     options = pacsv.WriteOptions(include_header=False)
     cursor = conn.connection.driver_connection.cursor()
-    columns = ", ".join(COPY_COLUMNS)
-    with cursor.copy(f"COPY metric_value ({columns}) FROM STDIN (FORMAT csv)") as copy:
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in rows.column_names)
+    with cursor.copy(f"COPY {quote(storage)} ({columns}) FROM STDIN (FORMAT csv)") as copy:
         for batch in rows.to_batches(max_chunksize=COPY_BATCH_ROWS):
             buffer = io.BytesIO()
             pacsv.write_csv(batch, buffer, write_options=options)
             copy.write(buffer.getbuffer())
 
 
-def _insert_generic(conn: Connection, rows: pa.Table) -> None:
-    import json
-
+def _insert_generic(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
     records = rows.to_pylist()
     if not records:  # an empty executemany would become `INSERT … DEFAULT VALUES`
         return
-    for record in records:
-        record["dimensions"] = json.loads(record["dimensions"])
-    conn.execute(sa.insert(metric_value), records)
+    conn.execute(sa.insert(table), records)
 
 
 def _driver_errors() -> type[Exception] | tuple[type[Exception], ...]:
@@ -179,7 +166,8 @@ def publish_values(
     now: datetime | None = None,
     on_replace: Callable[[Connection, int, list[PeriodChange]], None] | None = None,
 ) -> PublishResult:
-    """Write ``values`` (``period_start, dims…, value``) as the current values of their periods.
+    """Write ``values`` (``period_start, dims…, value``; a ratio's ``numerator, denominator`` too) as the current
+    values of their periods, in the metric's storage.
 
     ``periods`` are periods this publication answers even if ``values`` has no row for them (the run's
     own period on an empty day): their current values are superseded too. ``data_as_of`` is when the
@@ -196,6 +184,9 @@ def publish_values(
     try:
         with locked_transaction(engine, key=metric_key) as conn:
             _require_registered(conn, metric_key=metric_key, version=definition_version)
+            storage = metric_storage(conn, metric_key=metric_key)
+            if storage is None:
+                raise MartError(f"{metric_key} has no storage in the mart; run `metrics-center mart upgrade`")
             existing = conn.execute(
                 sa.select(publication.c.id).where(
                     publication.c.metric_key == metric_key,
@@ -208,7 +199,9 @@ def publish_values(
             published_at = now or locked_now(conn)
             as_of = data_as_of or published_at
             if not restatement:
-                _refuse_newer(conn, metric_key=metric_key, periods=covered, run_id=run_id, data_as_of=as_of)
+                _refuse_newer(
+                    conn, storage, metric_key=metric_key, periods=covered, run_id=run_id, data_as_of=as_of
+                )
             publication_id = conn.execute(
                 sa.insert(publication)
                 .values(
@@ -225,31 +218,19 @@ def publish_values(
                 )
                 .returning(publication.c.id)
             ).scalar_one()
-            before = _period_totals(conn, metric_key=metric_key, periods=covered) if on_replace else {}
+            before = _period_totals(conn, storage, periods=covered) if on_replace else {}
             superseded = conn.execute(
-                sa.update(metric_value)
-                .where(
-                    metric_value.c.metric_key == metric_key,
-                    metric_value.c.period_start.in_(covered),
-                    metric_value.c.superseded_at.is_(None),
-                )
+                sa.update(storage)
+                .where(storage.c.period_start.in_(covered), storage.c.superseded_at.is_(None))
                 .values(superseded_at=published_at)
             ).rowcount
             rows = _with_constants(
-                prepared,
-                {
-                    "metric_key": metric_key,
-                    "definition_version": definition_version,
-                    "run_id": run_id,
-                    "approved_by": approved_by,
-                    "published_at": published_at,
-                    "publication_id": publication_id,
-                },
+                prepared, {"definition_version": definition_version, "publication_id": publication_id}
             )
             if conn.dialect.name == "postgresql":
-                _copy_postgres(conn, rows)
+                _copy_postgres(conn, storage_name(metric_key), rows)
             else:
-                _insert_generic(conn, rows)
+                _insert_generic(conn, storage, rows)
             if on_replace is not None and before:
                 after = period_totals(prepared)
                 changes = [
@@ -273,16 +254,25 @@ def publish_values(
 
 
 def _period_totals(
-    conn: Connection, *, metric_key: str, periods: list[date]
+    conn: Connection, storage: sa.Table, *, periods: list[date]
 ) -> dict[date, tuple[int, float | None]]:
-    """Current rows and sum of values per period, before this publication supersedes them."""
-    v = metric_value
+    """Current rows and total per period, before this publication supersedes them (a ratio's total is
+    SUM(numerator) / SUM(denominator))."""
+    v = storage
     rows = conn.execute(
-        sa.select(v.c.period_start, sa.func.count(), sa.func.sum(v.c.value))
-        .where(v.c.metric_key == metric_key, v.c.period_start.in_(periods), v.c.superseded_at.is_(None))
+        sa.select(
+            v.c.period_start,
+            sa.func.count(),
+            sa.func.sum(v.c.value),
+            sa.func.sum(v.c.numerator),
+            sa.func.sum(v.c.denominator),
+        )
+        .where(v.c.period_start.in_(periods), v.c.superseded_at.is_(None))
         .group_by(v.c.period_start)
     ).all()
-    return {_day(r[0]): (int(r[1]), r[2]) for r in rows}
+    return {
+        _day(r[0]): (int(r[1]), (r[3] / r[4] if r[4] else None) if r[3] is not None else r[2]) for r in rows
+    }
 
 
 def _day(value: object) -> date:
@@ -303,16 +293,18 @@ def _require_registered(conn: Connection, *, metric_key: str, version: int) -> N
 
 
 def _refuse_newer(
-    conn: Connection, *, metric_key: str, periods: list[date], run_id: str, data_as_of: datetime
+    conn: Connection,
+    storage: sa.Table,
+    *,
+    metric_key: str,
+    periods: list[date],
+    run_id: str,
+    data_as_of: datetime,
 ) -> None:
     """Raise if a period's current values come from a run that read its sources after this one did."""
     current = (
-        sa.select(metric_value.c.publication_id, metric_value.c.period_start)
-        .where(
-            metric_value.c.metric_key == metric_key,
-            metric_value.c.period_start.in_(periods),
-            metric_value.c.superseded_at.is_(None),
-        )
+        sa.select(storage.c.publication_id, storage.c.period_start)
+        .where(storage.c.period_start.in_(periods), storage.c.superseded_at.is_(None))
         .distinct()
         .subquery()
     )

@@ -1,7 +1,12 @@
-"""Read-only Postgres roles for BI tools: ``USAGE`` on schema ``metrics_mart``, ``SELECT`` on its views, no table.
+"""Read-only Postgres roles for BI tools: views only, never a table — for every metric or one department's.
 
 Views, not tables: a view runs with its owner's rights, so a reader sees exactly the published numbers and the
-dictionary, never the audit trail, the outbox or run bookkeeping behind them.
+dictionary, never the audit trail, the outbox or run bookkeeping behind them. A reader gets ``SELECT`` on the
+views of schema ``metrics_mart`` (the tall values, history, dictionary and anomalies) and on the relations of
+schema ``metrics`` (one per metric) that it may read. A reader for a department (权限分级,
+``--department sales``) is recorded in ``mart_reader``: it gets only the relations of the metrics that
+department may read (``access:`` and ``readers:`` in the YAML), and the tall views show it only their rows
+(``readable_metrics()``). Registering a new version grants its relations to the readers allowed then.
 
 Why no ``ALTER DEFAULT PRIVILEGES``: Postgres's default privileges know object *types* (``TABLES``, ``SEQUENCES``,
 ``FUNCTIONS``, ``TYPES``, ``SCHEMAS``), and ``TABLES`` covers views and base tables alike — a default ``SELECT``
@@ -42,6 +47,13 @@ class ReaderGrant:
     login: bool
     password_set: bool
     views: tuple[str, ...]
+    department: str | None = None
+    relations: tuple[str, ...] = ()
+
+
+#: Views of ``metrics_mart`` no reader gets: unfiltered building blocks of the readers' views.
+INTERNAL_VIEWS = frozenset({"metric_value_all"})
+BI_SCHEMA = "metrics"
 
 
 def validate_role_name(role: str) -> str:
@@ -71,11 +83,46 @@ def mart_views(conn: Connection) -> tuple[str, ...]:
         ),
         {"schema": MART_SCHEMA, "kinds": list(_VIEW_KINDS)},
     )
-    return tuple(rows.scalars())
+    return tuple(v for v in rows.scalars() if v not in INTERNAL_VIEWS)
+
+
+def readable_relations(conn: Connection, *, department: str | None) -> tuple[str, ...]:
+    """The per-metric relations (``metrics.<key>``, ``…_history``) a reader for ``department`` may read
+    (None: every metric), as the current definitions' ``access`` and ``readers`` say."""
+    import sqlalchemy as sa
+
+    from metrics_center.mart.tables import metric_definition as d
+
+    rows = conn.execute(
+        sa.select(d.c.metric_key, d.c.department, d.c.access, d.c.readers).where(d.c.valid_to.is_(None))
+    ).all()
+    keys = [
+        r.metric_key
+        for r in rows
+        if department is None
+        or (r.access or "public") == "public"
+        or (r.access == "department" and r.department == department)
+        or department in (r.readers or [])
+    ]
+    existing = set(
+        conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = :schema AND c.relkind = 'v'"
+            ),
+            {"schema": BI_SCHEMA},
+        ).scalars()
+    )
+    return tuple(name for key in sorted(keys) for name in (key, f"{key}_history") if name in existing)
 
 
 def grant_reader(
-    *, engine: Engine, role: str, login: bool | None = None, password: str | None = None
+    *,
+    engine: Engine,
+    role: str,
+    login: bool | None = None,
+    password: str | None = None,
+    department: str | None = None,
 ) -> ReaderGrant:
     """Create ``role`` if missing and let it read the mart's views — and nothing else in the schema.
 
@@ -83,7 +130,9 @@ def grant_reader(
     sent as a SCRAM verifier computed here (as psql's ``\\password`` does), never in clear text. Everything
     happens in one transaction, checked before commit: if the role can read or write any table of the schema
     (directly, through a role it belongs to, ``PUBLIC``, or as a superuser) nothing is changed.
-    Run as the mart owner (the role of ``metrics-center mart upgrade``) with ``CREATEROLE``.
+    Run as the mart owner (the role of ``metrics-center mart upgrade``) with ``CREATEROLE``. ``department``:
+    the role reads for that department only (None: every metric, restricted ones included); giving a role
+    another department takes back the relations the new one may not read.
     """
     import psycopg
     import sqlalchemy as sa
@@ -110,14 +159,45 @@ def grant_reader(
                 )
             created = not _role_exists(conn, role)
             login_now = _apply_role(conn, role=role, created=created, login=login, password=password)
-            _execute(conn, _grants(conn, role=role, views=views))
+            _record_reader(conn, role=role, department=department)
+            relations = readable_relations(conn, department=department)
+            _execute(conn, _grants(conn, role=role, views=views, relations=relations))
             _check_read_only(conn, role=role, views=views)
     except MartError:
         raise
     except (sa.exc.DBAPIError, psycopg.Error) as exc:  # psycopg's own: statements run on its cursor
         raise MartError(_explain(exc, role=role)) from exc
     return ReaderGrant(
-        role=role, created=created, login=login_now, password_set=password is not None, views=views
+        role=role,
+        created=created,
+        login=login_now,
+        password_set=password is not None,
+        views=views,
+        department=department,
+        relations=relations,
+    )
+
+
+def reader_departments(*, engine: Engine) -> dict[str, str | None]:
+    """Role → department (None: every metric) of the readers grant-reader recorded."""
+    import sqlalchemy as sa
+
+    from metrics_center.mart.tables import mart_reader
+
+    with engine.connect() as conn:
+        return {r.role_name: r.department for r in conn.execute(sa.select(mart_reader))}
+
+
+def _record_reader(conn: Connection, *, role: str, department: str | None) -> None:
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from metrics_center.mart.tables import mart_reader
+
+    conn.execute(sa.delete(mart_reader).where(mart_reader.c.role_name == role))
+    conn.execute(
+        sa.insert(mart_reader).values(role_name=role, department=department, granted_at=datetime.now(UTC))
     )
 
 
@@ -174,7 +254,7 @@ def _apply_role(
     return bool(conn.execute(query, {"r": role}).scalar_one())
 
 
-def _grants(conn: Connection, *, role: str, views: tuple[str, ...]) -> list[Any]:
+def _grants(conn: Connection, *, role: str, views: tuple[str, ...], relations: tuple[str, ...]) -> list[Any]:
     import sqlalchemy as sa
     from psycopg import sql
 
@@ -191,6 +271,15 @@ def _grants(conn: Connection, *, role: str, views: tuple[str, ...]) -> list[Any]
     statements += [
         sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(MART_SCHEMA, view), grantee)
         for view in views
+    ]
+    statements += [
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(BI_SCHEMA), grantee),
+        # What the role read before (another department's, a restricted one) first: then what it may read now.
+        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(sql.Identifier(BI_SCHEMA), grantee),
+    ]
+    statements += [
+        sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(BI_SCHEMA, name), grantee)
+        for name in relations
     ]
     return statements
 

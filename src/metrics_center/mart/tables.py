@@ -33,6 +33,9 @@ metric_definition = sa.Table(
     sa.Column("valid_from", TS),
     sa.Column("valid_to", TS),
     sa.Column("announced_at", TS),
+    sa.Column("aggregation", sa.String(8)),
+    sa.Column("access", sa.String(12)),
+    sa.Column("readers", JSON),
 )
 
 metric_input = sa.Table(
@@ -70,23 +73,6 @@ publication = sa.Table(
     sa.Column("published_at", TS),
     sa.Column("data_as_of", TS),
     sa.Column("restatement", sa.Boolean),
-)
-
-metric_value = sa.Table(
-    "metric_value",
-    metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True),
-    sa.Column("metric_key", sa.String(63)),
-    sa.Column("definition_version", sa.Integer),
-    sa.Column("period_start", sa.Date),
-    sa.Column("period_end", sa.Date),
-    sa.Column("dimensions", JSON),
-    sa.Column("value", sa.Float(precision=53)),
-    sa.Column("run_id", sa.String(250)),
-    sa.Column("approved_by", sa.Text),
-    sa.Column("published_at", TS),
-    sa.Column("publication_id", sa.Integer),
-    sa.Column("superseded_at", TS),
 )
 
 quality_result = sa.Table(
@@ -197,6 +183,29 @@ slack_request = sa.Table(
     sa.Column("received_at", TS),
 )
 
+mart_reader = sa.Table(
+    "mart_reader",
+    metadata,
+    sa.Column("role_name", sa.String(63), primary_key=True),
+    sa.Column("department", sa.String(63)),
+    sa.Column("granted_at", TS),
+)
+
+#: Every metric's storage in one tall view (:mod:`metrics_center.mart.relations` builds it); internal.
+metric_value_all = sa.table(
+    "metric_value_all",
+    sa.column("metric_key"),
+    sa.column("period_start", sa.Date),
+    sa.column("period_end", sa.Date),
+    sa.column("dimensions", JSON),
+    sa.column("value", sa.Float),
+    sa.column("numerator", sa.Float),
+    sa.column("denominator", sa.Float),
+    sa.column("definition_version"),
+    sa.column("publication_id"),
+    sa.column("superseded_at", TS),
+)
+
 metric_value_current = sa.table(
     "metric_value_current",
     sa.column("metric_key"),
@@ -204,6 +213,8 @@ metric_value_current = sa.table(
     sa.column("period_end", sa.Date),
     sa.column("dimensions", JSON),
     sa.column("value", sa.Float),
+    sa.column("numerator", sa.Float),
+    sa.column("denominator", sa.Float),
     sa.column("unit"),
     sa.column("definition_version"),
     sa.column("run_id"),

@@ -8,3 +8,6 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA metrics_mart GRANT SELECT, INSERT, UPDATE ON 
 ALTER DEFAULT PRIVILEGES IN SCHEMA metrics_mart GRANT USAGE, SELECT ON SEQUENCES TO metrics_center_task;
 -- Forgetting day-old Slack request signatures (the replay guard of the Slack endpoint).
 GRANT DELETE ON metrics_mart.slack_request TO metrics_center_task;
+-- Registering a new version builds the metric's storage and BI relations: the one piece of DDL tasks may start,
+-- done by this function with the owner's rights (relations.sql).
+GRANT EXECUTE ON FUNCTION metrics_mart.ensure_metric_relations(jsonb) TO metrics_center_task;

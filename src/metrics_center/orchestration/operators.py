@@ -86,6 +86,7 @@ class RegisterDefinitionOperator(_MetricTask):
             spec=self.spec,
             definition={**definition.document, "provenance": _provenance(self.spec)},
             definition_hash=definition.meaning_hash,
+            teams=self.teams,
         )
         dag_run = context["dag_run"]
         chosen = choose_periods(

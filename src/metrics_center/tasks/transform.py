@@ -2,7 +2,9 @@
 
 DuckDB runs locked down (:mod:`metrics_center.tasks.duck`). The result is checked before anyone is
 asked to approve it: the columns, aligned periods, one row per (period, dimensions) and a finite value
-on every row.
+on every row. Dimensions are staged as text (the mart's dimension columns are text). A ratio's SQL returns
+``numerator`` and ``denominator``; the value is computed here, ``numerator / denominator``, so totals can
+always be ``SUM(numerator) / SUM(denominator)``.
 """
 
 from __future__ import annotations
@@ -33,10 +35,28 @@ MAX_ROWS_NAMED = 5
 def _check_columns(spec: MetricSpec, got: list[str]) -> None:
     expected = spec.output_columns
     if sorted(expected) != sorted(got):
+        ratio = (
+            " (aggregation: ratio — return the numerator and the denominator; the value is computed from them)"
+            if spec.is_ratio
+            else ""
+        )
         raise MetricsCenterError(
-            f"{spec.transform.sql} returned columns {got}; it must return exactly {expected} "
+            f"{spec.transform.sql} returned columns {got}; it must return exactly {expected}{ratio} "
             f"— alias the columns in the final SELECT"
         )
+
+
+def _projection(spec: MetricSpec) -> str:
+    """The staged columns: the period as a date, each dimension as text, the value (and a ratio's parts)."""
+    dims = "".join(f'CAST("{d}" AS VARCHAR) AS "{d}", ' for d in spec.dimensions)
+    if spec.is_ratio:
+        parts = (
+            "CAST(numerator AS DOUBLE) AS numerator, CAST(denominator AS DOUBLE) AS denominator, "
+            "CAST(numerator AS DOUBLE) / NULLIF(CAST(denominator AS DOUBLE), 0) AS value"
+        )
+    else:
+        parts = "CAST(value AS DOUBLE) AS value"
+    return f"CAST(period_start AS DATE) AS period_start, {dims}{parts}"
 
 
 def _check_periods(spec: MetricSpec, table: pa.Table) -> None:
@@ -56,7 +76,11 @@ def _check_periods(spec: MetricSpec, table: pa.Table) -> None:
 def _describe(spec: MetricSpec, rows: list[dict[str, Any]]) -> str:
     """``(period_start=2026-11-26, region=east, value=nan); …`` for the first few offending rows."""
     shown = [
-        ", ".join(f"{k}={row[k]}" for k in ("period_start", *spec.dimensions, "value", "rows") if k in row)
+        ", ".join(
+            f"{k}={row[k]}"
+            for k in ("period_start", *spec.dimensions, "numerator", "denominator", "value", "rows")
+            if k in row
+        )
         for row in rows[:MAX_ROWS_NAMED]
     ]
     more = f" and {len(rows) - MAX_ROWS_NAMED} more" if len(rows) > MAX_ROWS_NAMED else ""
@@ -67,6 +91,8 @@ def _check_values(spec: MetricSpec, table: pa.Table) -> None:
     """NULL, NaN and ±inf are refused before approval: nobody should be asked to sign off on them."""
     import pyarrow.compute as pc
 
+    if spec.is_ratio:
+        _check_ratio_parts(spec, table)
     value = table.column("value")
     bad = pc.or_kleene(pc.is_null(value, nan_is_null=True), pc.is_inf(value))
     bad = pc.fill_null(bad, True)
@@ -75,6 +101,29 @@ def _check_values(spec: MetricSpec, table: pa.Table) -> None:
         raise MetricsCenterError(
             f"{spec.transform.sql} returned {len(rows)} row(s) whose value is NULL, NaN or infinite: "
             f"{_describe(spec, rows)} — guard divisions (NULLIF(x, 0)) and filter or COALESCE missing values"
+        )
+
+
+def _check_ratio_parts(spec: MetricSpec, table: pa.Table) -> None:
+    """Both parts of every row are finite numbers and the denominator is not 0 (value = numerator / denominator)."""
+    import pyarrow.compute as pc
+
+    for part in ("numerator", "denominator"):
+        column = table.column(part)
+        bad = pc.fill_null(pc.or_kleene(pc.is_null(column, nan_is_null=True), pc.is_inf(column)), True)
+        if pc.any(bad).as_py():
+            rows = table.filter(bad).to_pylist()
+            raise MetricsCenterError(
+                f"{spec.transform.sql} returned {len(rows)} row(s) whose {part} is NULL, NaN or infinite: "
+                f"{_describe(spec, rows)} — COALESCE missing parts to 0 or filter the rows out"
+            )
+    zero = pc.equal(table.column("denominator"), 0)
+    if pc.any(zero).as_py():
+        rows = table.filter(zero).to_pylist()
+        raise MetricsCenterError(
+            f"{spec.transform.sql} returned {len(rows)} row(s) whose denominator is 0 (the ratio has no value): "
+            f"{_describe(spec, rows)} — leave such combinations out (HAVING SUM(…) <> 0); totals stay "
+            "SUM(numerator) / SUM(denominator)"
         )
 
 
@@ -127,12 +176,9 @@ def transform_table(computation: Computation) -> pa.Table:
                     raise MetricsCenterError(f"{spec.transform.sql} is not a query; end it with a SELECT")
                 _check_columns(spec, result.columns)
                 # Project the relation itself: no table name is looked up, so a source cannot shadow it.
-                dims = "".join(f'"{d}", ' for d in spec.dimensions)
                 table = (
-                    result.project(
-                        f"CAST(period_start AS DATE) AS period_start, {dims}CAST(value AS DOUBLE) AS value"
-                    )
-                    .order(", ".join(f'"{c}"' for c in spec.output_columns))
+                    result.project(_projection(spec))
+                    .order(", ".join(f'"{c}"' for c in ["period_start", *spec.dimensions]))
                     .to_arrow_table()
                 )
         except duckdb.Error as exc:
@@ -170,7 +216,6 @@ def transform(
     *, spec: MetricSpec, context: Context | None = None, computation: Computation | None = None
 ) -> dict[str, Any]:
     """Compute and stage the result of the computation (default: the run's own period); a summary for XCom."""
-    import pyarrow.compute as pc
 
     from metrics_center.tasks.computation import for_context
 
@@ -184,7 +229,7 @@ def transform(
     summary: dict[str, Any] = {
         "rows": table.num_rows,
         "periods": periods,
-        "total": pc.sum(table["value"]).as_py() if spec.aggregation == "sum" else None,
+        "total": result_total(spec, table),
         "result_hash": result_digest(computation.result_folder),
     }
     if table.num_rows <= MAX_VALUES_IN_XCOM:
@@ -192,6 +237,19 @@ def transform(
             {**row, "period_start": row["period_start"].isoformat()} for row in table.to_pylist()
         ]
     return summary
+
+
+def result_total(spec: MetricSpec, table: pa.Table) -> float | None:
+    """The total of a result as the metric totals: SUM for additive metrics, SUM(numerator) / SUM(denominator)
+    for ratios, none otherwise (None also for a ratio whose denominators sum to 0)."""
+    import pyarrow.compute as pc
+
+    if spec.aggregation == "sum":
+        return pc.sum(table["value"]).as_py()
+    if spec.is_ratio:
+        numerator, denominator = pc.sum(table["numerator"]).as_py(), pc.sum(table["denominator"]).as_py()
+        return numerator / denominator if numerator is not None and denominator else None
+    return None
 
 
 def result_digest(folder: ObjectStoragePath) -> str:
