@@ -116,7 +116,5 @@ def aggregation_words(aggregation: str) -> str:
     if aggregation == "sum":
         return "additive: a total is the SUM of the values"
     if aggregation == "ratio":
-        return (
-            "a ratio: a total is SUM(numerator) / SUM(denominator), never the sum or the average of the values"
-        )
+        return "a ratio: a total is SUM(numerator) / SUM(denominator), never the sum or the average of the values"
     return "not additive: do not sum or average the values; no total is published"

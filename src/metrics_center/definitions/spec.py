@@ -64,7 +64,9 @@ class Dimension(_Strict):
     """A dimension with words for people: shown in the dictionary and as its column's comment in the mart."""
 
     name: Identifier
-    description: str | None = Field(default=None, description="What the dimension's values are, for BI users.")
+    description: str | None = Field(
+        default=None, description="What the dimension's values are, for BI users."
+    )
 
 
 def _dimension_form(value: Any) -> str:
@@ -379,8 +381,12 @@ class MetricSpec(_Strict):
     @model_validator(mode="after")
     def _dimension_names(self) -> MetricSpec:
         """Keep ``dimensions`` as names everywhere; descriptions of the long form are kept aside."""
-        descriptions = {d.name: d.description for d in self.dimensions if isinstance(d, Dimension) and d.description}
-        object.__setattr__(self, "dimensions", [d.name if isinstance(d, Dimension) else d for d in self.dimensions])
+        descriptions = {
+            d.name: d.description for d in self.dimensions if isinstance(d, Dimension) and d.description
+        }
+        object.__setattr__(
+            self, "dimensions", [d.name if isinstance(d, Dimension) else d for d in self.dimensions]
+        )
         self._dimension_descriptions.update(descriptions)
         return self
 
