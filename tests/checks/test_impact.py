@@ -265,8 +265,9 @@ def test_a_version_is_registered_once_across_repeated_and_concurrent_registratio
     from metrics_center.mart.definitions import register_definition
     from metrics_center.mart.tables import metric_definition, metric_input
 
-    v1 = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir()).metrics["refund_rate_daily"].spec
-    v2 = v1.model_copy(
+    demo = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir()).metrics["refund_rate_daily"].spec
+    v1 = demo.model_copy(update={"version": 1})
+    v2 = demo.model_copy(
         update={"version": 2, "formula": "refunds / gross paid", "change_note": "Formula in words."}
     )
     outcomes: dict[int, list[str]] = {1: [], 2: []}

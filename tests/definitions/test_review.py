@@ -138,7 +138,7 @@ def test_description_change_needs_a_version_but_is_not_breaking(repo, capsys):
     [problem] = problems(err)
     assert (Path(problem["path"]).name, problem["key"]) == ("refund_rate_weekly.yaml", "version")
     assert "(description)" in problem["what"]
-    assert "refund_rate_weekly v1 (same version): non-breaking: description: changed" in out
+    assert "refund_rate_weekly v2 (same version): non-breaking: description: changed" in out
 
 
 def test_operational_change_needs_no_version(repo, capsys):
@@ -205,15 +205,15 @@ def test_bumped_version_with_a_new_note_passes_and_is_breaking(repo, capsys):
 def test_breaking_true_forces_breaking(repo, capsys):
     repo.edit(
         "metrics/refund_rate_weekly.yaml",
-        "version: 1\nchange_note: First definition.",
-        "version: 2\nchange_note: Finance now books refunds at settlement.\nbreaking: true",
+        "version: 2\nchange_note: >-\n  Published as a ratio",
+        "version: 3\nbreaking: true\nchange_note: >-\n  Finance now books refunds at settlement. Published as a ratio",
     )
     repo.edit(
         "metrics/refund_rate_weekly.yaml", "description: Refunds booked", "description: Refunds settled"
     )
     code, out, err = validate(capsys, repo)
     assert (code, err) == (0, "")
-    assert "refund_rate_weekly v1 → v2: breaking (forced by breaking: true): description: changed" in out
+    assert "refund_rate_weekly v2 → v3: breaking (forced by breaking: true): description: changed" in out
 
 
 def test_new_and_removed_metrics_are_fine_and_listed(repo, capsys):
@@ -224,7 +224,7 @@ def test_new_and_removed_metrics_are_fine_and_listed(repo, capsys):
     assert (code, err) == (0, "")
     assert f"against HEAD: 0 changed, 1 new, 1 removed, {N_DEMO - 1} unchanged" in out
     assert "  gmv_net v1: new metric" in out
-    assert "  lead_conversion_rate: removed (was v1)" in out
+    assert "  lead_conversion_rate: removed (was v2)" in out
 
 
 def test_one_file_reports_only_that_file(repo, capsys):
@@ -234,7 +234,7 @@ def test_one_file_reports_only_that_file(repo, capsys):
     assert code == 1
     assert [Path(m["path"]).name for m in problems(err)] == ["refund_rate_weekly.yaml"]
     assert "gmv_daily" not in out
-    assert "refund_rate_weekly v1 (same version): breaking: unit: ratio → percent" in out
+    assert "refund_rate_weekly v2 (same version): breaking: unit: ratio → percent" in out
 
 
 def test_unknown_ref_is_a_clear_error(repo, capsys):

@@ -132,6 +132,28 @@ BROKEN_CASES: dict[str, list[Expected]] = {
             r"lower-case letters, digits",
         )
     ],
+    "sql_word_dimension": [
+        Expected("dimensions", "dimensions:", r"\['order'\] is a reserved SQL word", r"rename the dimension")
+    ],
+    "a_metric_key_that_is_far_too_long_for_the_mart_relations_x": [
+        Expected("key", "key: a_metric_key", r"58 characters; a metric key has at most 55", r"shorten it")
+    ],
+    "unknown_reader": [
+        Expected(
+            "readers[1]",
+            "readers: [finance, legal]",
+            r"reader 'legal' is neither a department nor a person",
+            r"use a department",
+        )
+    ],
+    "restricted_without_readers": [
+        Expected(
+            "access",
+            "access: restricted",
+            r"lets in only the readers listed, and none is",
+            r"list departments",
+        )
+    ],
     "reserved_dimension": [
         Expected("dimensions", "dimensions:", r"\['value'\] is a column the mart adds", r"rename")
     ],
@@ -179,7 +201,7 @@ BROKEN_CASES: dict[str, list[Expected]] = {
         Expected(
             "quality[1].column",
             "column: revenue",
-            r"column 'revenue' is not an output column",
+            r"column 'revenue' is not a column of the result",
             r"\['period_start', 'region', 'channel', 'value'\]",
         )
     ],

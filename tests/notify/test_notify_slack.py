@@ -188,3 +188,55 @@ def test_many_kinds_stay_within_slacks_block_limit():
     message = render_group(items)
     _valid(message)
     assert "more block(s) not shown" in json.dumps(message.blocks)
+
+
+def test_a_version_that_changes_dimensions_names_the_columns_that_appear_and_go():
+    message = render_group(
+        [
+            Item(
+                kind="definition_change",
+                payload={
+                    "metric_key": "gmv_daily",
+                    "metric_name": "GMV",
+                    "old_version": 1,
+                    "new_version": 2,
+                    "breaking": True,
+                    "change_note": "By store instead of channel.",
+                    "relation": "gmv_daily",
+                    "columns": {"added": ["store"], "removed": ["channel"]},
+                },
+            )
+        ]
+    )
+    text = "\n".join(b["text"]["text"] for b in message.blocks if b.get("type") == "section")
+    assert "*Columns of its relation* (`metrics.gmv_daily`, for BI datasets): + `store`, − `channel`" in text
+
+
+def test_ratio_evidence_totals_are_the_ratio_of_the_sums():
+    from metrics_center.approvals.evidence import approval_body
+
+    body = approval_body(
+        name="Refund rate",
+        unit="ratio",
+        period="2026-11-26 (day, UTC)",
+        stage="finance review",
+        previous_period="2026-11-25",
+        rows=2,
+        total=0.2,
+        ratio=True,
+        previous_total=0.25,
+        values=[
+            {"period_start": "2026-11-26", "region": "east", "numerator": 1.0, "denominator": 10.0, "value": 0.1},
+            {"period_start": "2026-11-26", "region": "west", "numerator": 3.0, "denominator": 10.0, "value": 0.3},
+        ],
+        previous={},
+        already_published={},
+        sources=[],
+        quality=[],
+        anomalies=[],
+        earlier_approvals=[],
+        doc="",
+    )
+    assert "Total (SUM(numerator) / SUM(denominator)): **0.2" in body
+    assert "vs 2026-11-25: -0.05 (-20.0%)" in body
+    assert "| region=east |" in body and "numerator=" not in body

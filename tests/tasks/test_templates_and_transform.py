@@ -230,3 +230,48 @@ def test_canonical_dimensions_are_the_same_in_python_and_duckdb(values):
     params = {f"v{i}": v for i, v in enumerate(values.values())}
     sql = f"SELECT {dimensions_key_sql(list(values))} FROM (SELECT {columns})"
     assert con.execute(sql, params).fetchone()[0] == dimensions_key(values)
+
+
+# --- ratios: the transform returns the parts, the value is computed -------------------------------------------
+
+
+def test_a_ratio_returns_its_parts_and_the_value_and_total_are_computed(workspace):
+    summary = _run_transform(
+        workspace,
+        "SELECT DATE '{{ period_start }}' AS period_start, region, amount AS numerator, 10 AS denominator FROM s",
+        aggregation="ratio",
+    )
+    rows = {v["region"]: (v["numerator"], v["denominator"], v["value"]) for v in summary["values"]}
+    assert rows == {"east": (1.5, 10.0, 0.15), "west": (2.5, 10.0, 0.25)}
+    assert summary["total"] == 0.2  # SUM(numerator) / SUM(denominator); here AVG would agree, SUM would not
+
+
+def test_a_ratio_whose_sql_returns_a_value_is_told_to_return_the_parts(workspace):
+    with pytest.raises(
+        MetricsCenterError, match=r"aggregation: ratio — return the numerator and the denominator"
+    ):
+        _run_transform(
+            workspace,
+            "SELECT DATE '{{ period_start }}' AS period_start, region, amount AS value FROM s",
+            aggregation="ratio",
+        )
+
+
+def test_a_ratio_with_a_zero_denominator_is_refused_naming_the_row(workspace):
+    with pytest.raises(MetricsCenterError, match=r"1 row\(s\) whose denominator is 0") as refused:
+        _run_transform(
+            workspace,
+            "SELECT DATE '{{ period_start }}' AS period_start, region, amount AS numerator, "
+            "CASE WHEN region = 'east' THEN 0 ELSE 4 END AS denominator FROM s",
+            aggregation="ratio",
+        )
+    assert "region=east, numerator=1.5, denominator=0.0" in str(refused.value)
+
+
+def test_dimensions_are_staged_as_text(workspace):
+    summary = _run_transform(
+        workspace,
+        "SELECT DATE '{{ period_start }}' AS period_start, 7 AS store, SUM(amount) AS value FROM s",
+        dimensions=["store"],
+    )
+    assert summary["values"][0]["store"] == "7"

@@ -1,4 +1,5 @@
--- Share of the period's new leads (marketing) that turned into a paid order (sales), by region.
+-- Share of the period's new leads (marketing) that turned into a paid order (sales), by region: a ratio.
+-- numerator = converted leads, denominator = new leads; Metrics Center computes value = numerator / denominator.
 WITH new_leads AS (
     SELECT region, COUNT(*) AS leads
     FROM leads
@@ -13,6 +14,7 @@ converted AS (
 )
 SELECT DATE '{{ period_start }}' AS period_start,
        l.region,
-       CAST(COALESCE(c.converted, 0) AS DOUBLE) / l.leads AS value
+       COALESCE(c.converted, 0) AS numerator,
+       l.leads AS denominator
 FROM new_leads AS l
 LEFT JOIN converted AS c ON c.region = l.region

@@ -1,4 +1,5 @@
--- Refunded amount booked in the ISO week over the paid order amount of the week, by region.
+-- Refunded amount booked in the ISO week over the paid order amount of the week, by region: a ratio's two parts
+-- (numerator = refunded amount, denominator = paid amount; value = numerator / denominator).
 WITH paid AS (
     SELECT region, SUM(amount) AS amount
     FROM orders
@@ -14,6 +15,7 @@ refunded AS (
 )
 SELECT DATE '{{ period_start }}' AS period_start,
        p.region,
-       COALESCE(r.amount, 0) / p.amount AS value
+       COALESCE(r.amount, 0) AS numerator,
+       p.amount AS denominator
 FROM paid AS p
 LEFT JOIN refunded AS r ON r.region = p.region

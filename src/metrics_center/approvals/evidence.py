@@ -45,19 +45,27 @@ def approval_body(
     restatement: bool = False,
     by_period: list[dict[str, Any]] | None = None,
     impact: dict[str, Any] | None = None,
+    ratio: bool = False,
+    previous_total: float | None = None,
+    published_total: float | None = None,
 ) -> str:
     """Markdown for the HITL body (shown in the Airflow UI, Slack and the plugin page).
 
-    ``total`` is given only for additive metrics (``aggregation: sum``): the sum of four regions'
-    conversion rates is not a number anyone should approve.
+    ``total`` is given only for metrics that total: additive ones (``aggregation: sum``, the sum) and
+    ratios (``ratio``: SUM(numerator) / SUM(denominator), with ``previous_total`` and ``published_total``
+    computed the same way) — the sum of four regions' conversion rates is not a number anyone should approve.
     """
     lines = [f"**{name}** — period **{period}** — stage **{stage}**", ""]
+    how = " (SUM(numerator) / SUM(denominator))" if ratio else ""
     if total is not None and by_period:
-        lines.append(f"Total: **{_fmt(total, unit)}** over {rows} row(s) in {len(by_period)} periods")
+        lines.append(f"Total{how}: **{_fmt(total, unit)}** over {rows} row(s) in {len(by_period)} periods")
     elif total is not None:
-        total_prev = sum(v for v in previous.values() if v is not None) if previous else None
+        total_prev = previous_total
+        if total_prev is None and not ratio and previous:
+            total_prev = sum(v for v in previous.values() if v is not None)
         lines.append(
-            f"Total: **{_fmt(total, unit)}** over {rows} row(s); vs {previous_period}: {_change(total, total_prev)}"
+            f"Total{how}: **{_fmt(total, unit)}** over {rows} row(s); vs {previous_period}: "
+            f"{_change(total, total_prev)}"
         )
     else:
         lines.append(f"{rows} row(s); no total: this metric is not additive across its dimensions")
@@ -90,7 +98,8 @@ def approval_body(
             lines.append(f"| … {len(by_period) - MAX_PERIODS_SHOWN} more periods | | |")
     if already_published and not by_period:
         if total is not None:
-            published_total = sum(v for v in already_published.values() if v is not None)
+            if published_total is None and not ratio:
+                published_total = sum(v for v in already_published.values() if v is not None)
             what = f"total {_fmt(published_total, unit)}; this result {_change(total, published_total)}"
         else:
             what = f"{len(already_published)} value(s)"
@@ -101,7 +110,9 @@ def approval_body(
     if values:
         lines += ["", "| period | dimensions | value | previous | change |", "|---|---|---|---|---|"]
         for row in values[:MAX_ROWS_SHOWN]:
-            dims = {k: v for k, v in row.items() if k not in ("period_start", "value")}
+            dims = {
+                k: v for k, v in row.items() if k not in ("period_start", "value", "numerator", "denominator")
+            }
             prev = previous.get(dimensions_key(dims))
             label = ", ".join(f"{k}={v}" for k, v in dims.items()) or "(no dimensions)"
             lines.append(

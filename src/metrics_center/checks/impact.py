@@ -5,7 +5,8 @@ before approving a breaking change: periods and dimension combinations affected,
 appear or disappear, max / mean absolute and relative difference, and the largest changes.
 
 When the versions have different dimensions, they are compared on the dimensions both have — summing
-the others away if the metric is additive; a non-additive metric with changed dimensions is compared
+the others away if the metric is additive (a ratio: SUM(numerator) / SUM(denominator) of the others); another
+metric with changed dimensions is compared
 by period totals of rows only (its values cannot be matched one to one).
 """
 
@@ -83,6 +84,7 @@ def compare_versions(
     new_dimensions: list[str],
     additive: bool,
     from_version: int | None,
+    ratio: bool = False,
     to_version: int,
     periods: list[date],
     top: int = TOP,
@@ -92,7 +94,16 @@ def compare_versions(
 
     common = [d for d in new_dimensions if d in old_dimensions]
     same_dims = set(old_dimensions) == set(new_dimensions)
-    comparable = same_dims or additive
+    # A ratio compares on shared dimensions as SUM(numerator) / SUM(denominator) when both sides have its parts.
+    ratio = ratio and all(
+        "numerator" in t.column_names and t["numerator"].null_count < t.num_rows for t in (old, new)
+    )
+    comparable = same_dims or additive or ratio
+    total = (
+        "SUM(CAST(numerator AS DOUBLE)) / NULLIF(SUM(CAST(denominator AS DOUBLE)), 0)"
+        if ratio
+        else ("SUM(CAST(value AS DOUBLE))")
+    )
     wanted = [p.isoformat() for p in periods]
     con = duckdb.connect()
     try:
@@ -110,7 +121,7 @@ def compare_versions(
                 f"""SELECT CAST(period_start AS DATE) AS period_start{dims_sql}, CAST(value AS DOUBLE) AS value
                 FROM {side}_raw WHERE CAST(period_start AS DATE) IN (SELECT period_start FROM wanted)"""
                 if same_dims
-                else f"""SELECT CAST(period_start AS DATE) AS period_start{dims_sql}, SUM(CAST(value AS DOUBLE)) AS value
+                else f"""SELECT CAST(period_start AS DATE) AS period_start{dims_sql}, {total} AS value
                 FROM {side}_raw WHERE CAST(period_start AS DATE) IN (SELECT period_start FROM wanted)
                 GROUP BY CAST(period_start AS DATE){group}"""
             )

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from metrics_center.definitions.rule_checks import quality_findings
 from metrics_center.definitions.spec import (
     DIMENSION_TAGS,
+    MAX_KEY_LENGTH,
     FileSource,
     MetricSource,
     MetricSpec,
@@ -136,6 +137,11 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
             message = f"required key `{loc[-1]}` is missing"
         elif err["type"] == "extra_forbidden" and loc:
             message = f"unknown key `{loc[-1]}`"
+        elif err["type"] == "string_too_long" and loc == ("key",):
+            message = (
+                f"the key is {len(str(err['input']))} characters; a metric key has at most {MAX_KEY_LENGTH}"
+            )
+            fix = "shorten it (and the file name): the mart names the metric's relations <key> and <key>_history"
         elif err["type"] == "string_pattern_mismatch":
             if loc and loc[-1] == "expect":
                 message = f"{err['input']!r} is not an expectation name"
@@ -242,6 +248,22 @@ def _check_findings(spec: MetricSpec) -> list[tuple[tuple[str | int, ...], str, 
                 ("anomaly", "seasonality"),
                 "day_of_week seasonality needs grain: day",
                 "remove it, or use grain: day",
+            )
+        )
+    if spec.access == "restricted" and not spec.readers:
+        findings.append(
+            (
+                ("access",),
+                "access: restricted lets in only the readers listed, and none is",
+                "list departments or people under readers:, or use access: department",
+            )
+        )
+    if spec.access == "public" and spec.readers:
+        findings.append(
+            (
+                ("readers",),
+                "readers are listed but access is public (the default), so everyone reads it anyway",
+                "set access: department or restricted, or remove readers:",
             )
         )
     names = [check.name for check in spec.reconciliations]

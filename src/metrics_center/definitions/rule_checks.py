@@ -112,12 +112,12 @@ def quality_findings(spec: MetricSpec, *, check_with_gx: bool) -> list[Finding]:
                 rule_findings = _gx_model_findings(i, rule)
             findings.extend(rule_findings)
         column = rule.kwargs.get("column")
-        if column is not None and column not in spec.output_columns:
+        if column is not None and column not in spec.result_columns:
             findings.append(
                 (
                     ("quality", i, "column"),
-                    f"column {column!r} is not an output column",
-                    f"use one of {spec.output_columns}",
+                    f"column {column!r} is not a column of the result",
+                    f"use one of {spec.result_columns}",
                 )
             )
     return findings

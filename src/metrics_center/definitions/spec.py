@@ -390,20 +390,6 @@ class MetricSpec(_Strict):
         self._dimension_descriptions.update(descriptions)
         return self
 
-    @model_validator(mode="after")
-    def _readers_for_access(self) -> MetricSpec:
-        if self.access == "restricted" and not self.readers:
-            raise ValueError(
-                "access: restricted lets in only the readers listed, and none is; "
-                "list departments or people under readers:, or use access: department"
-            )
-        if self.access == "public" and self.readers:
-            raise ValueError(
-                "readers: are listed but access is public, so everyone reads it anyway; "
-                "set access: department or restricted, or remove readers:"
-            )
-        return self
-
     @field_serializer("dimensions")
     def _dimensions_as_written(self, names: list[str]) -> list[str | dict[str, str]]:
         docs = self._dimension_descriptions
@@ -439,6 +425,11 @@ class MetricSpec(_Strict):
         """What the transform returns: a ratio's two parts instead of its value (which we compute)."""
         parts = ["numerator", "denominator"] if self.is_ratio else ["value"]
         return ["period_start", *self.dimensions, *parts]
+
+    @property
+    def result_columns(self) -> list[str]:
+        """The columns of a checked result (what quality rules see): a ratio's parts and its value."""
+        return ["period_start", *self.dimensions, *self.value_columns]
 
     @property
     def value_columns(self) -> list[str]:

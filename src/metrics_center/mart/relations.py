@@ -271,6 +271,18 @@ def rebuild_value_views_sqlite(conn: Connection) -> None:
     conn.exec_driver_sql(f"CREATE VIEW metric_value_all AS {body}")
 
 
+def column_changes(
+    *, old_dimensions: Sequence[str], old_ratio: bool, new_dimensions: Sequence[str], new_ratio: bool
+) -> dict[str, list[str]]:
+    """Columns of the metric's relation that a new version adds and removes (what a BI dataset must follow)."""
+
+    def columns(dims: Sequence[str], ratio: bool) -> list[str]:
+        return [*dims, *(["numerator", "denominator"] if ratio else [])]
+
+    old, new = columns(old_dimensions, old_ratio), columns(new_dimensions, new_ratio)
+    return {"added": [c for c in new if c not in old], "removed": [c for c in old if c not in new]}
+
+
 def dimensions_json(table: sa.Table, dimensions: Sequence[str], *, dialect: str) -> Any:
     """The canonical dimension JSON of a storage row, as the audit tables (``anomaly``) hold it."""
     pairs = [x for d in sorted(dimensions) for x in (sa.literal(d), table.c[d])]

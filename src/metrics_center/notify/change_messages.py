@@ -48,6 +48,14 @@ def render_definition_change(payloads: list[dict[str, Any]], base_url: str | Non
         f"*Changed by:* {esc(text_of(p.get('changed_by')) or 'unknown (the definitions are not in a git checkout)')}"
     )
     lines.append(f"*Takes effect:* {esc(text_of(p.get('takes_effect')))}")
+    columns = p.get("columns") or {}
+    if columns.get("added") or columns.get("removed"):
+        shown = [f"+ `{esc(str(c))}`" for c in columns.get("added") or []]
+        shown += [f"− `{esc(str(c))}`" for c in columns.get("removed") or []]
+        lines.append(
+            f"*Columns of its relation* (`metrics.{esc(text_of(p.get('relation')) or key)}`, for BI datasets): "
+            + ", ".join(shown)
+        )
     if p.get("downstream"):
         lines.append("*Built on it:* " + esc(", ".join(p["downstream"])))
     if p.get("why"):

@@ -114,14 +114,14 @@ class MetricApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def _evidence(self, context: Context, *, engine: Engine, run: RunRecord) -> str:
-        import pyarrow.compute as pc
 
         from metrics_center.approvals.evidence import MAX_ROWS_SHOWN, approval_body
         from metrics_center.approvals.rules import earlier_stages
         from metrics_center.definitions.meaning import render_doc
         from metrics_center.errors import MetricsCenterError
         from metrics_center.mart.audit import current_values, run_anomalies, run_quality_results
-        from metrics_center.tasks.transform import read_result
+        from metrics_center.mart.values import current_values_table, period_totals
+        from metrics_center.tasks.transform import read_result, result_total
 
         table, digest = read_result(spec=self.spec, context=context)
         if digest != run.result_hash:
@@ -131,6 +131,15 @@ class MetricApprovalOperator(ApprovalOperator):
         periods = run.period_list(self.spec.grain)
         period = periods[0]
         previous = period.previous()
+        published_totals = period_totals(
+            current_values_table(
+                engine,
+                metric_key=self.spec.key,
+                dimensions=list(self.spec.dimensions),
+                period_starts=[previous.start, period.start],
+                ratio=self.spec.is_ratio,
+            )
+        )
         ti = context["ti"]
         sources = [ti.xcom_pull(task_ids=f"extract_{name}") or {} for name in self.spec.sources]
         values = [
@@ -149,7 +158,10 @@ class MetricApprovalOperator(ApprovalOperator):
             stage=self.stage.name,
             previous_period=previous.label(),
             rows=table.num_rows,
-            total=pc.sum(table["value"]).as_py() if self.spec.aggregation == "sum" else None,
+            total=result_total(self.spec, table),
+            ratio=self.spec.is_ratio,
+            previous_total=published_totals.get(previous.start, (0, None))[1],
+            published_total=published_totals.get(period.start, (0, None))[1],
             values=values,
             previous=current_values(engine, metric_key=self.spec.key, period_start=previous.start),
             already_published=current_values(engine, metric_key=self.spec.key, period_start=period.start),
@@ -217,6 +229,7 @@ def _by_period(engine: Engine, *, spec: MetricSpec, table: Any, periods: list[An
             dimensions=list(spec.dimensions),
             start=periods[0].start,
             end=periods[-1].end,
+            ratio=spec.is_ratio,
         )
     )
     new = period_totals(table)

@@ -100,6 +100,7 @@ def compute_impact(
             dimensions=old_dimensions,
             period_starts=starts,
             before_version=before_version,
+            ratio=spec.is_ratio,
         )
         for name in spec.sources:
             extract_source(spec=spec, source_name=name, computation=computation)
@@ -111,6 +112,7 @@ def compute_impact(
         old_dimensions=old_dimensions,
         new_dimensions=list(spec.dimensions),
         additive=spec.aggregation == "sum",
+        ratio=spec.is_ratio,
         from_version=previous.version,
         to_version=spec.version,
         periods=starts,
@@ -212,6 +214,12 @@ def run_impact_preview(
     }
 
 
+def _names(dimensions: Any) -> list[str]:
+    import json
+
+    return list(json.loads(dimensions) if isinstance(dimensions, str) else dimensions or [])
+
+
 def announce(
     engine: Engine,
     *,
@@ -237,6 +245,16 @@ def announce(
         change_recipients(spec=spec, teams=teams, downstream=downstream) if previous is not None else []
     )
     author = (current.definition or {}).get("provenance") or {}
+    columns = None
+    if previous is not None:
+        from metrics_center.mart.relations import column_changes
+
+        columns = column_changes(
+            old_dimensions=_names(previous.dimensions),
+            old_ratio=previous.aggregation == "ratio",
+            new_dimensions=list(spec.dimensions),
+            new_ratio=spec.is_ratio,
+        )
     payload = {
         "metric_key": spec.key,
         "metric_name": current.name,
@@ -254,6 +272,8 @@ def announce(
         "diff": diff,
         "diff_truncated": diff_truncated,
         "preview": preview,
+        "relation": spec.key,
+        "columns": columns,
     }
     t = metric_definition
     with locked_transaction(engine, key=spec.key) as conn:

@@ -1,7 +1,8 @@
 """Metric sources: another metric's current published values, read from the mart as a staged table.
 
 A metric source ``{metric: gmv_daily}`` is staged like any other source — ``period_start,
-period_end, <its dimensions…>, value, definition_version`` — one row per current value whose period
+period_end, <its dimensions…>, value, definition_version`` (and for a ratio ``numerator, denominator``,
+so a metric built on it can total it right) — one row per current value whose period
 starts inside the period being computed. Its dimensions (and so its columns) come from the input's
 definition registered in the mart, so an empty period still has them, typed.
 
@@ -34,6 +35,7 @@ class InputDefinition:
     version: int
     grain: str
     dimensions: tuple[str, ...]
+    ratio: bool = False  #: its table also has numerator and denominator (totals: SUM(num) / SUM(den))
 
 
 def input_definition(engine: Engine, *, key: str) -> InputDefinition:
@@ -41,7 +43,7 @@ def input_definition(engine: Engine, *, key: str) -> InputDefinition:
     t = metric_definition
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(t.c.version, t.c.grain, t.c.dimensions)
+            sa.select(t.c.version, t.c.grain, t.c.dimensions, t.c.aggregation)
             .where(t.c.metric_key == key)
             .order_by(t.c.version.desc())
             .limit(1)
@@ -52,7 +54,11 @@ def input_definition(engine: Engine, *, key: str) -> InputDefinition:
             "publish) first"
         )
     return InputDefinition(
-        key=key, version=row.version, grain=row.grain, dimensions=tuple(row.dimensions or ())
+        key=key,
+        version=row.version,
+        grain=row.grain,
+        dimensions=tuple(row.dimensions or ()),
+        ratio=row.aggregation == "ratio",
     )
 
 
@@ -112,10 +118,10 @@ def missing_inputs(engine: Engine, *, spec: MetricSpec, period: Period) -> list[
 
 def read_metric_source(engine: Engine, *, source_name: str, source: MetricSource, period: Period) -> pa.Table:
     """The input's current values for ``period``, dimensions as columns (text), typed even when empty."""
-    from metrics_center.mart.values import FIXED_COLUMNS, current_values_table
+    from metrics_center.mart.values import FIXED_COLUMNS, RATIO_COLUMNS, current_values_table
 
     definition = input_definition(engine, key=source.metric)
-    clash = sorted(set(definition.dimensions) & set(FIXED_COLUMNS))
+    clash = sorted(set(definition.dimensions) & {*FIXED_COLUMNS, *RATIO_COLUMNS})
     if clash:
         raise MetricsCenterError(
             f"source `{source_name}`: {source.metric} has dimension(s) {clash} named like the columns a metric "
@@ -127,4 +133,5 @@ def read_metric_source(engine: Engine, *, source_name: str, source: MetricSource
         dimensions=definition.dimensions,
         start=period.start,
         end=period.end,
+        ratio=definition.ratio,
     )

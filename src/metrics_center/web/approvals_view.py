@@ -164,6 +164,7 @@ def _card(
         unit=spec.unit,
         dimensions=spec.dimensions,
         additive=spec.aggregation == "sum",
+        ratio=spec.is_ratio,
         period_start=period_start,
         history=history,
         new_rows=[] if anomalies or run is None else staged_rows(spec, run),
@@ -191,6 +192,11 @@ def staged_rows(spec: MetricSpec, run: RunRecord) -> list[dict[str, Any]]:
         table = table.filter(pc.equal(table["period_start"], run.period_start))
         if spec.aggregation == "sum":
             total = pc.sum(table["value"]).as_py()
+            return [{"period_start": run.period_start, "dimensions": {}, "value": total}]
+        if spec.is_ratio:
+            from metrics_center.tasks.transform import result_total
+
+            total = result_total(spec, table)
             return [{"period_start": run.period_start, "dimensions": {}, "value": total}]
         rows = table.slice(0, MAX_STAGED_ROWS).to_pylist()
     except Exception:  # the evidence text stays complete without the chart's new point

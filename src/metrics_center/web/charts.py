@@ -80,12 +80,14 @@ def approval_charts(
     dimensions: Sequence[str],
     additive: bool,
     period_start: date | None,
+    ratio: bool = False,
     history: list[Mapping[str, Any]],
     new_rows: list[Mapping[str, Any]],
     anomalies: list[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     """What an approver looks at: each anomalous combination (top 3) with its band; else the total
-    (additive metrics) or the first combinations, with the value awaiting approval highlighted."""
+    (additive metrics; a ratio's is SUM(numerator) / SUM(denominator)) or the first combinations, with the
+    value awaiting approval highlighted."""
     combos = _by_combination(history)
     charts = []
     for found in anomalies[:3]:
@@ -103,6 +105,25 @@ def approval_charts(
     if charts:
         return charts
     new = {dimensions_key(r["dimensions"]): r["value"] for r in new_rows if r["period_start"] == period_start}
+    if ratio:
+        parts: dict[date, list[float]] = {}
+        for row in history:
+            if row.get("numerator") is not None and row.get("denominator") is not None:
+                pair = parts.setdefault(row["period_start"], [0.0, 0.0])
+                pair[0] += row["numerator"]
+                pair[1] += row["denominator"]
+        totals = {day: n / d for day, (n, d) in parts.items() if d}
+        return [
+            _payload(
+                title=f"{name} — all combinations (SUM(numerator) / SUM(denominator))",
+                unit=unit,
+                lines={"total": totals},
+                new={"total": new_rows[0]["value"]}
+                if new_rows and "total" in new_rows[0]["dimensions"]
+                else {},
+                new_day=period_start,
+            )
+        ]
     if additive:
         totals: dict[date, float] = {}
         for points in combos.values():

@@ -115,7 +115,7 @@ def history(engine: Engine, key: str, *, periods: int, before: date | None = Non
         newest = newest.where(v.c.period_start < before)
     newest = newest.order_by(v.c.period_start.desc()).limit(periods).subquery()
     query = (
-        sa.select(v.c.period_start, v.c.dimensions, v.c.value)
+        sa.select(v.c.period_start, v.c.dimensions, v.c.value, v.c.numerator, v.c.denominator)
         .where(v.c.metric_key == key, v.c.period_start.in_(sa.select(newest.c.period_start)))
         .order_by(v.c.period_start)
     )
@@ -141,7 +141,7 @@ def histories(
     if not needed:
         return {before: [] for before in wanted}
     query = (
-        sa.select(v.c.period_start, v.c.dimensions, v.c.value)
+        sa.select(v.c.period_start, v.c.dimensions, v.c.value, v.c.numerator, v.c.denominator)
         .where(v.c.metric_key == key, v.c.period_start.in_(needed))
         .order_by(v.c.period_start)
     )
