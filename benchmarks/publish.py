@@ -1,28 +1,23 @@
 """Publish benchmark: 1,000,000 metric values into the Postgres mart.
 
 In a throwaway database on the local Postgres (created and dropped here), with the mart migrated by
-``metrics_center.mart.migrate.upgrade``:
+``metrics_center.mart.migrate.upgrade`` and the metric registered (which builds its typed storage):
 
 (a) ``publish_values(...)`` of all rows into an empty mart — the whole call: DuckDB preparation,
     content hash, one transaction (advisory lock, idempotency check, publication row, supersede
-    UPDATE, COPY into ``metric_value``), commit;
+    UPDATE, COPY into the metric's storage ``values__<key>``), commit;
 (b) baseline: raw ``COPY ... FROM STDIN (FORMAT csv)`` of the same rows, as already-prepared CSV
-    bytes, into ``CREATE TABLE x (LIKE metric_value INCLUDING ALL)`` (same columns, indexes and
-    defaults; LIKE does not copy the foreign key) — timing only COPY + commit;
-(b') with ``--fk-baseline``: the same raw COPY into the real ``metric_value`` (foreign key to
-    ``publication`` checked per row), to show what the FK costs;
-(c) pandas ``DataFrame.to_sql`` (method=None, chunksize 10,000, dimensions as dicts through
-    ``dtype=JSONB``) of the same prepared rows into another such table. A 1M-row to_sql takes
-    45-60 s on the 2-core dev machine, so three of them alone would break the 2-minute budget: by
-    default it is measured on the first 100k rows and scaled x10 (said so in the output). A smaller
-    sample flatters to_sql (smaller indexes), so the ours/to_sql ratio errs on the strict side.
-    ``--to-sql-rows 200000`` or ``--to-sql-rows 0`` (all rows) measure more.
+    bytes, into ``CREATE TABLE x (LIKE values__<key> INCLUDING ALL)`` (same columns, indexes and
+    defaults) — timing only COPY + commit;
+(c) pandas ``DataFrame.to_sql`` (method=None, chunksize 10,000) of the same prepared rows into another
+    such table. A 1M-row to_sql takes 45-60 s on the 2-core dev machine, so by default it is measured on
+    the first 100k rows and scaled x10 (said so in the output). ``--to-sql-rows 0`` measures all rows.
 
 Tables are truncated and Postgres checkpointed before every timed write; medians of 3 interleaved
 repetitions. Then ``publish_values`` is re-run for the same run_id and rows: it must be a no-op.
 ``--profile`` adds a step-by-step breakdown of publish_values and a cProfile.
 
-Run: ``.venv/bin/python benchmarks/publish.py [--rows N] [--reps N] [--fk-baseline] [--profile]``
+Run: ``.venv/bin/python benchmarks/publish.py [--rows N] [--reps N] [--profile]``
 URL of an admin connection: env ``METRICS_CENTER_BENCH_PG_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``).
 """
@@ -31,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
 import os
 import shutil
 import statistics
@@ -39,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 # Environment first: nothing below may import airflow before it is set.
@@ -61,14 +55,23 @@ os.environ.pop("METRICS_CENTER_MART_URL", None)
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.dialects.postgresql import JSONB  # noqa: E402
 
-from metrics_center.mart.publish import COPY_COLUMNS  # noqa: E402
+from metrics_center.mart.relations import storage_name  # noqa: E402
 
 ADMIN_URL = os.environ.get("METRICS_CENTER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 N_ROWS = 1_000_000
 N_DAYS = 100
 METRIC = "bench_metric"
+STORAGE = storage_name(METRIC)  # the metric's typed storage, values__bench_metric
+COPY_COLUMNS = (
+    "period_start",
+    "period_end",
+    "region",
+    "channel",
+    "value",
+    "definition_version",
+    "publication_id",
+)
 TARGET_VS_COPY = 0.7  # ours / raw COPY throughput
 TARGET_VS_TO_SQL = 2.0  # ours / to_sql throughput
 TO_SQL_SAMPLE = 100_000
@@ -98,7 +101,7 @@ def make_values(n: int, *, seed: int = 7) -> pa.Table:
     )
 
 
-def prepared_rows(values: pa.Table, *, publication_id: int, run_id: str, now: datetime) -> pa.Table:
+def prepared_rows(values: pa.Table, *, publication_id: int) -> pa.Table:
     """The exact rows publish writes, built here independently (untimed) for the baselines."""
     import duckdb
 
@@ -109,25 +112,16 @@ def prepared_rows(values: pa.Table, *, publication_id: int, run_id: str, now: da
             """
             SELECT CAST(period_start AS DATE) AS period_start,
                    CAST(CAST(period_start AS DATE) + INTERVAL 1 DAY AS DATE) AS period_end,
-                   to_json(struct_pack("channel" := "channel", "region" := "region"))::VARCHAR
-                       AS dimensions,
+                   CAST(region AS VARCHAR) AS region, CAST(channel AS VARCHAR) AS channel,
                    CAST(value AS DOUBLE) AS value
-            FROM v ORDER BY 1, 3
+            FROM v ORDER BY 1, 3, 4
             """
         ).to_arrow_table()
     finally:
         con.close()
     n = prepared.num_rows
-    constants = {
-        "metric_key": METRIC,
-        "definition_version": 1,
-        "run_id": run_id,
-        "approved_by": "review: bob; sign-off: carol",
-        "published_at": now,
-        "publication_id": publication_id,
-    }
     table = prepared
-    for name, value in constants.items():
+    for name, value in {"definition_version": 1, "publication_id": publication_id}.items():
         table = table.append_column(name, pa.repeat(pa.scalar(value), n))
     return table.select(list(COPY_COLUMNS))
 
@@ -207,15 +201,7 @@ class Bench:
     def to_sql(self, frame, table: str) -> float:
         t0 = time.perf_counter()
         with self.engine.begin() as conn:
-            frame.to_sql(
-                table,
-                conn,
-                schema=self.schema,
-                if_exists="append",
-                index=False,
-                chunksize=10_000,
-                dtype={"dimensions": JSONB()},
-            )
+            frame.to_sql(table, conn, schema=self.schema, if_exists="append", index=False, chunksize=10_000)
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -242,15 +228,31 @@ def rate(rows: int, seconds: float) -> str:
     return f"{rows / seconds:>12,.0f} rows/s"
 
 
-REGISTER_DEFINITION = (
-    "INSERT INTO metric_definition (metric_key, version, name, description, department, owner, unit, grain, "
-    "dimensions, definition_hash, definition, change_note, registered_at, valid_from) VALUES ('bench_metric', 1, "
-    "'Bench', 'd', 'sales', 'alice', 'CNY', 'day', '[\"region\", \"channel\"]', 'h', '{}', 'n', now(), now())"
-)
-INSERT_BASELINE_PUBLICATION = (
-    "INSERT INTO publication (id, metric_key, definition_version, run_id, content_hash, periods, row_count, "
-    "approved_by, published_at) VALUES (1, 'bench_metric', 1, 'baseline', 'x', '[]', 0, 'x', now())"
-)
+def register(engine: sa.Engine) -> None:
+    """Register the bench metric (publish refuses an unregistered version); this builds its storage."""
+    from metrics_center.definitions.spec import MetricSpec
+    from metrics_center.mart.definitions import register_definition
+
+    spec = MetricSpec.model_validate(
+        {
+            "key": METRIC,
+            "name": "Bench",
+            "description": "d",
+            "department": "sales",
+            "owner": "alice",
+            "version": 1,
+            "change_note": "n",
+            "unit": "CNY",
+            "grain": "day",
+            "schedule": None,
+            "dimensions": ["region", "channel"],
+            "aggregation": "sum",
+            "sources": {"s": {"path": "s.csv"}},
+            "transform": {"sql": "t.sql"},
+            "approval": {"stages": [{"name": "review", "approvers": ["bob"]}]},
+        }
+    )
+    register_definition(engine, spec=spec, definition={}, definition_hash="h")
 
 
 def profile_publish(bench: Bench, values: pa.Table) -> None:
@@ -265,58 +267,36 @@ def profile_publish(bench: Bench, values: pa.Table) -> None:
     from metrics_center.mart import publish as pub
 
     print("\n--- publish_values() step by step (same steps as the function, timed separately) ---")
-    steps = ("_prepare", "content_hash", "_with_constants")
-    if all(hasattr(pub, name) for name in steps):
-        bench.reset("metric_value", "publication")
-        bench.sql(INSERT_BASELINE_PUBLICATION)
-        timings: list[tuple[str, float]] = []
+    timings: list[tuple[str, float]] = []
 
-        def step(label: str, fn):
-            t0 = time.perf_counter()
-            out = fn()
-            timings.append((label, time.perf_counter() - t0))
-            return out
+    def step(label: str, fn):
+        t0 = time.perf_counter()
+        out = fn()
+        timings.append((label, time.perf_counter() - t0))
+        return out
 
-        prepared = step(
-            "_prepare: DuckDB dimension JSON + sort",
-            lambda: pub._prepare(values, dimensions=["region", "channel"], grain="day"),
-        )
-        step("content_hash: Arrow IPC + SHA-256", lambda: pub.content_hash(prepared))
-        step(
-            "periods: sorted(set(column.to_pylist()))",
-            lambda: sorted(set(prepared.column("period_start").to_pylist())),
-        )
-        step(
-            "  (alternative: pyarrow.compute.unique)",
-            lambda: sorted(pc.unique(prepared["period_start"]).to_pylist()),
-        )
-        constants = {
-            "metric_key": METRIC,
-            "definition_version": 1,
-            "run_id": "baseline",
-            "approved_by": "review: bob; sign-off: carol",
-            "published_at": datetime.now(UTC),
-            "publication_id": 1,
-        }
-        rows = step("_with_constants", lambda: pub._with_constants(prepared, constants))
+    prepared = step(
+        "_prepare: DuckDB typed dimensions + sort",
+        lambda: pub._prepare(values, dimensions=["region", "channel"], grain="day"),
+    )
+    step("content_hash: Arrow IPC + SHA-256", lambda: pub.content_hash(prepared))
+    step("periods: pyarrow.compute.unique", lambda: sorted(pc.unique(prepared["period_start"]).to_pylist()))
+    rows = step(
+        "_with_constants",
+        lambda: pub._with_constants(prepared, {"definition_version": 1, "publication_id": 1}),
+    )
 
-        def write_csv() -> bytes:
-            buffer = io.BytesIO()
-            pacsv.write_csv(rows, buffer, write_options=pacsv.WriteOptions(include_header=False))
-            return buffer.getvalue()
+    def write_csv() -> bytes:
+        buffer = io.BytesIO()
+        pacsv.write_csv(rows, buffer, write_options=pacsv.WriteOptions(include_header=False))
+        return buffer.getvalue()
 
-        payload = step("write_csv of the COPY payload", write_csv)
-        timings.append(("COPY + commit into metric_value (FK checked)", bench.copy("metric_value", payload)))
-        bench.reset("metric_value")
-        bench.sql("ALTER TABLE metric_value DROP CONSTRAINT IF EXISTS metric_value_publication_id_fkey")
-        timings.append(("  (same COPY with the FK dropped)", bench.copy("metric_value", payload)))
-        for label, seconds in timings:
-            print(f"  {label:48} {seconds:7.2f} s")
-        print(f"  payload {len(payload) / 2**20:.0f} MiB; FK dropped only in this throwaway database")
-    else:
-        print("  (publish.py's helpers changed; step timings skipped)")
+    payload = step("write_csv of the COPY payload", write_csv)
+    for label, seconds in timings:
+        print(f"  {label:48} {seconds:7.2f} s")
+    print(f"  payload {len(payload) / 2**20:.0f} MiB")
 
-    bench.reset("metric_value", "publication")
+    bench.reset(STORAGE, "publication")
     profiler = cProfile.Profile()
     profiler.enable()
     bench.publish(values, "run_profile")
@@ -338,9 +318,6 @@ def main() -> None:
         help="rows given to to_sql, its time scaled to --rows (default 100k: 1M rows take 45-60 s a run "
         "here, 3 runs alone would exceed the 2-minute budget); 0 = all rows",
     )
-    parser.add_argument(
-        "--fk-baseline", action="store_true", help="also time raw COPY into metric_value itself (FK checked)"
-    )
     parser.add_argument("--profile", action="store_true", help="print the step timings and a cProfile")
     args = parser.parse_args()
     t_all = time.perf_counter()
@@ -361,17 +338,15 @@ def main() -> None:
 
         bench = Bench(url)
         print(f"throwaway database {db_name}: mart migrated to revision {upgrade(bench.engine)}")
-        bench.sql(REGISTER_DEFINITION)  # publish refuses values of an unregistered version
-        bench.sql("CREATE TABLE bench_copy (LIKE metric_value INCLUDING ALL)")
-        bench.sql("CREATE TABLE bench_to_sql (LIKE metric_value INCLUDING ALL)")
+        register(bench.engine)
+        bench.sql(f"CREATE TABLE bench_copy (LIKE {STORAGE} INCLUDING ALL)")
+        bench.sql(f"CREATE TABLE bench_to_sql (LIKE {STORAGE} INCLUDING ALL)")
 
         # Baseline inputs, prepared once and untimed: the same rows publish writes.
         t0 = time.perf_counter()
-        rows = prepared_rows(values, publication_id=1, run_id="baseline", now=datetime.now(UTC))
+        rows = prepared_rows(values, publication_id=1)
         payload = csv_bytes(rows)
         frame = rows.slice(0, to_sql_rows).to_pandas()
-        # A pandas user's dimensions column holds dicts, written through dtype=JSONB (a str is refused).
-        frame["dimensions"] = [json.loads(d) for d in frame["dimensions"]]
         print(
             f"baselines prepared in {time.perf_counter() - t0:.1f} s: CSV payload "
             f"{len(payload) / 2**20:.0f} MiB, DataFrame {len(frame):,} rows"
@@ -386,8 +361,6 @@ def main() -> None:
         )
 
         times: dict[str, list[float]] = {"ours": [], "copy": [], "to_sql": []}
-        if args.fk_baseline:
-            times["copy_fk"] = []
         result = None
         for rep in range(args.reps):
             bench.reset("bench_copy")
@@ -398,27 +371,21 @@ def main() -> None:
             times["to_sql"].append(bench.to_sql(frame, "bench_to_sql") * scale)
             assert bench.count("bench_to_sql") == to_sql_rows
 
-            if args.fk_baseline:
-                bench.reset("metric_value", "publication")
-                bench.sql(INSERT_BASELINE_PUBLICATION)
-                times["copy_fk"].append(bench.copy("metric_value", payload))
-                assert bench.count("metric_value") == n
-
             # Ours last, so the final repetition leaves its publication for the re-publish check.
-            bench.reset("metric_value", "publication")
+            bench.reset(STORAGE, "publication")
             elapsed, result = bench.publish(values, f"run_{rep}")
             assert result.rows == n and not result.already_published, result
-            assert bench.count("metric_value") == n
+            assert bench.count(STORAGE) == n
             times["ours"].append(elapsed)
             print(f"  repetition {rep + 1} done ({time.perf_counter() - t_all:.0f} s elapsed)", flush=True)
 
         # The baselines wrote the same rows as publish (cheap fingerprint of both tables).
         fingerprint = (
             "SELECT count(*), round(sum(value)::numeric, 3), min(period_start), max(period_end), "
-            "count(DISTINCT dimensions), max(dimensions::text) FROM {}"
+            "count(DISTINCT (region, channel)), max(region || channel) FROM {}"
         )
         with bench.pg.cursor() as cur:
-            ours_fp = cur.execute(fingerprint.format("metric_value")).fetchone()
+            ours_fp = cur.execute(fingerprint.format(STORAGE)).fetchone()
             copy_fp = cur.execute(fingerprint.format("bench_copy")).fetchone()
         bench.pg.commit()
         if ours_fp != copy_fp:
@@ -426,15 +393,14 @@ def main() -> None:
         print(f"published rows and baseline rows match: {ours_fp[0]:,} rows, sum(value) {ours_fp[1]}")
 
         # Idempotency: the same run_id and rows again must change nothing.
-        before = bench.count("metric_value"), bench.count("publication")
+        before = bench.count(STORAGE), bench.count("publication")
         again, again_result = bench.publish(values, f"run_{args.reps - 1}")
-        after = bench.count("metric_value"), bench.count("publication")
+        after = bench.count(STORAGE), bench.count("publication")
 
         med = {k: statistics.median(v) for k, v in times.items()}
         labels = {
             "ours": "(a) publish_values() into an empty mart, whole call",
-            "copy": "(b) raw COPY, prepared CSV, LIKE metric_value INCLUDING ALL",
-            "copy_fk": "(b') raw COPY, prepared CSV, into metric_value (FK checked)",
+            "copy": "(b) raw COPY, prepared CSV, LIKE values__<key> INCLUDING ALL",
             "to_sql": "(c) DataFrame.to_sql(method=None, chunksize=10k)" + (" *scaled" if scale != 1 else ""),
         }
         print()
@@ -444,17 +410,13 @@ def main() -> None:
                 runs = ", ".join(f"{t:.2f}" for t in times[key])
                 print(f"{label:62} {med[key]:8.2f}s {rate(n, med[key])}   [{runs}]")
         print(f"\nto_sql: {to_sql_note}.")
-        print("Timed: (a) the whole publish_values call; (b)/(b') COPY + commit only; (c) to_sql + commit.")
+        print("Timed: (a) the whole publish_values call; (b) COPY + commit only; (c) to_sql + commit.")
         vs_copy = med["copy"] / med["ours"]
         vs_to_sql = med["to_sql"] / med["ours"]
         print(
             f"ours / raw COPY        (throughput) = {vs_copy:.3f}   target >= {TARGET_VS_COPY}: "
             f"{'MET' if vs_copy >= TARGET_VS_COPY else 'NOT MET'}"
         )
-        if "copy_fk" in med:
-            print(
-                f"ours / raw COPY w/ FK  (throughput) = {med['copy_fk'] / med['ours']:.3f}   (same table as ours)"
-            )
         print(
             f"ours / to_sql          (throughput) = {vs_to_sql:.3f}   target >= {TARGET_VS_TO_SQL}: "
             f"{'MET' if vs_to_sql >= TARGET_VS_TO_SQL else 'NOT MET'}"
@@ -462,7 +424,7 @@ def main() -> None:
         noop = again_result.already_published and before == after
         print(
             f"re-publish, same run_id + rows: already_published={again_result.already_published}, "
-            f"metric_value rows {before[0]:,} -> {after[0]:,}, publications {before[1]} -> {after[1]}: "
+            f"stored rows {before[0]:,} -> {after[0]:,}, publications {before[1]} -> {after[1]}: "
             f"{'no-op' if noop else 'NOT A NO-OP'}, took {again * 1000:.0f} ms"
         )
         if args.profile:

@@ -199,7 +199,7 @@ def test_a_definition_bumped_while_a_run_waits_is_refused_and_current_values_sta
 
 @pytest.mark.parametrize("mart", ["sqlite"], indirect=True)
 @pytest.mark.usefixtures("airflow_db", "demo_data")
-def test_non_additive_metric_shows_no_total_to_approvers(mart):
+def test_a_ratio_shows_approvers_the_ratio_of_the_sums_not_a_sum_of_rates(mart):
     from dag_helpers import approval_body
 
     responder = Responder(
@@ -208,6 +208,6 @@ def test_non_additive_metric_shows_no_total_to_approvers(mart):
     dag_run = metric_dag("lead_conversion_rate").test(logical_date=LOGICAL)
     responder.join()
     body = approval_body(dag_run, "approve")
-    assert "Total:" not in body
-    assert "4 row(s); no total: this metric is not additive across its dimensions" in body
+    assert "Total (SUM(numerator) / SUM(denominator)): **" in body and "no total" not in body
+    assert "over 4 row(s)" in body
     assert "| 2026-11-26 | region=east |" in body

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from metrics_center.web import approvals_view, dictionary, queries
-from metrics_center.web.auth import ContextDep, allowed, require_metric, require_same_origin
+from metrics_center.web.auth import ContextDep, allowed, readable, require_metric, require_same_origin
 from metrics_center.web.pages import AUDIT_PAGE_SIZE, audit_keys
 
 router = APIRouter()
@@ -97,14 +97,14 @@ def metrics(
 ) -> dict[str, Any]:
     """The dictionary: metrics the user may read, matching the search."""
     search = dictionary.Search(q=q.strip(), department=department, owner=owner, tag=tag)
-    keys = allowed(ctx.viewer.user, ctx.catalog.metrics)
+    keys = readable(ctx.viewer, ctx.catalog, allowed(ctx.viewer.user, ctx.catalog.metrics))
     return {"metrics": dictionary.entries(ctx.catalog, ctx.engine, keys, search)}
 
 
 @router.get("/metrics/{dag_id}", dependencies=[Depends(requires_access_dag(method="GET"))])
 def metric(ctx: ContextDep, dag_id: str) -> dict[str, Any]:
     """One metric's definition, people, SQL, versions, latest values, open anomalies, publications."""
-    spec = require_metric(ctx.catalog, dag_id)
+    spec = require_metric(ctx.catalog, dag_id, viewer=ctx.viewer)
     return jsonable_encoder(dictionary.detail(ctx.catalog, ctx.engine, spec))
 
 
@@ -117,7 +117,7 @@ def values(
     until: Annotated[date | None, Query(alias="to")] = None,
 ) -> StreamingResponse:
     """The metric's current published values (``metric_value_current``), streamed as a JSON array or CSV."""
-    spec = require_metric(ctx.catalog, dag_id)
+    spec = require_metric(ctx.catalog, dag_id, viewer=ctx.viewer)
     rows = queries.stream_values(ctx.engine, spec.key, since=since, until=until)
     if format == "csv":
         name = f"{spec.key}_values.csv"

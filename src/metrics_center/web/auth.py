@@ -107,12 +107,38 @@ def allowed(user: Any, dag_ids: Iterable[str], *, hitl: bool = False) -> list[st
     return [d for d in ids if d in readable or may(user, dag_id=d)]
 
 
-def require_metric(catalog: Catalog, key: str) -> MetricSpec:
-    """The metric ``key`` (its DAG access was checked by the route's ``requires_access_dag``), else 404."""
+def readable(viewer: Viewer, catalog: Catalog, keys: Iterable[str]) -> list[str]:
+    """Of ``keys``, the metrics whose values the viewer's person may read (``access:``, ``readers:``)."""
+    from metrics_center.definitions.access import may_read
+
+    metrics = catalog.metrics
+    return [
+        k
+        for k in keys
+        if k in metrics and may_read(metrics[k].spec, teams=catalog.teams, person=viewer.person)
+    ]
+
+
+def require_metric(catalog: Catalog, key: str, *, viewer: Viewer | None = None) -> MetricSpec:
+    """The metric ``key`` (its DAG access was checked by the route's ``requires_access_dag``), else 404; with
+    ``viewer``, 403 unless the viewer's person may read it (权限分级)."""
     loaded = catalog.metrics.get(key)
     if loaded is None:
         raise HTTPException(status_code=404, detail=f"No metric {key!r} is defined")
+    if viewer is not None and not readable(viewer, catalog, [key]):
+        raise HTTPException(
+            status_code=403,
+            detail=f"{loaded.spec.name} is readable by {_readers_text(loaded.spec)} only "
+            f"(access: {loaded.spec.access}); ask its owner {loaded.spec.owner}",
+        )
     return loaded.spec
+
+
+def _readers_text(spec: MetricSpec) -> str:
+    readers = list(spec.readers)
+    if spec.access == "department":
+        readers = [spec.department, *readers]
+    return ", ".join(dict.fromkeys(readers)) or "nobody listed"
 
 
 def require_same_origin(request: Request) -> None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from metrics_center.web import approvals_view, dictionary, queries
-from metrics_center.web.auth import ContextDep, allowed, require_metric, require_same_origin
+from metrics_center.web.auth import ContextDep, allowed, readable, require_metric, require_same_origin
 from metrics_center.web.render import STATIC_DIR, render_page
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def metric_dictionary(
     ctx: ContextDep, q: str = "", department: str = "", owner: str = "", tag: str = ""
 ) -> HTMLResponse:
     search = dictionary.Search(q=q.strip(), department=department, owner=owner, tag=tag)
-    keys = allowed(ctx.viewer.user, ctx.catalog.metrics)
+    keys = readable(ctx.viewer, ctx.catalog, allowed(ctx.viewer.user, ctx.catalog.metrics))
     found = dictionary.entries(ctx.catalog, ctx.engine, keys, search)
     choices = dictionary.filter_choices(ctx.catalog)
     return _html(ctx, "dictionary.html", section="dictionary", entries=found, search=search, choices=choices)
@@ -131,7 +131,7 @@ def metric_dictionary(
     dependencies=[Depends(requires_access_dag(method="GET"))],
 )
 def metric_page(ctx: ContextDep, dag_id: str) -> HTMLResponse:
-    spec = require_metric(ctx.catalog, dag_id)
+    spec = require_metric(ctx.catalog, dag_id, viewer=ctx.viewer)
     metric = dictionary.detail(ctx.catalog, ctx.engine, spec)
     return _html(ctx, "metric.html", section="dictionary", metric=metric)
 
