@@ -226,8 +226,20 @@ def test_ratio_evidence_totals_are_the_ratio_of_the_sums():
         ratio=True,
         previous_total=0.25,
         values=[
-            {"period_start": "2026-11-26", "region": "east", "numerator": 1.0, "denominator": 10.0, "value": 0.1},
-            {"period_start": "2026-11-26", "region": "west", "numerator": 3.0, "denominator": 10.0, "value": 0.3},
+            {
+                "period_start": "2026-11-26",
+                "region": "east",
+                "numerator": 1.0,
+                "denominator": 10.0,
+                "value": 0.1,
+            },
+            {
+                "period_start": "2026-11-26",
+                "region": "west",
+                "numerator": 3.0,
+                "denominator": 10.0,
+                "value": 0.3,
+            },
         ],
         previous={},
         already_published={},
