@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 
-.PHONY: demo test test-fast lint format architecture venv schema benchmark clean browser-deps
+.PHONY: demo test test-fast lint format architecture venv schema benchmark clean browser-deps superset superset-venv
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,24 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Apache Superset in a venv of its own (its pins clash with Airflow's): `make superset` and tests/bi.
+SUPERSET_VENV := .superset/venv
+$(SUPERSET_VENV)/.installed: requirements-superset.txt $(VENV)/.installed
+	test -x $(SUPERSET_VENV)/bin/python || $(PYTHON) -m venv $(SUPERSET_VENV)
+	$(UV) pip install --quiet -p $(SUPERSET_VENV)/bin/python -r requirements-superset.txt
+	touch $@
+
+superset-venv: $(SUPERSET_VENV)/.installed
+
+# The demo's mart (SQLite, read-only) unless SUPERSET_MART_URI names another, e.g. a grant-reader role's URI.
+SUPERSET_MART_URI ?= sqlite:///file:$(CURDIR)/.airflow/metrics_mart.db?mode=ro&uri=true
+superset: venv superset-venv  ## Apache Superset 6.1 on http://127.0.0.1:8088 with the Metrics Center bundle (admin/admin).
+	$(PY) -m metrics_center.demo.superset --mart-uri "$(SUPERSET_MART_URI)"
+
 demo: venv  ## Airflow + the demo company, every demo metric waiting for approval. Ctrl-C stops it.
 	$(PY) -m metrics_center.demo.run
 
-test: venv browser-deps  ## The whole suite: real Airflow, Postgres (127.0.0.1:5432), DuckDB, Great Expectations, chromium.
+test: venv browser-deps superset-venv  ## The whole suite: real Airflow, Postgres (127.0.0.1:5432), DuckDB, Great Expectations, chromium.
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: venv  ## The tests that start no Airflow and no process (-m "not slow"): well under a minute.
@@ -65,4 +79,4 @@ benchmark: venv
 	$(PY) benchmarks/scale_dags.py
 
 clean:
-	rm -rf .airflow demo_data
+	rm -rf .airflow demo_data .superset/home

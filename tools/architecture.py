@@ -18,7 +18,7 @@ BEGIN, END = "<!-- imports:begin (make architecture) -->", "<!-- imports:end -->
 LAYERS = [
     ["cli"],
     ["demo"],
-    ["web"],
+    ["web", "bi"],
     ["orchestration"],
     ["tasks"],
     ["notify"],

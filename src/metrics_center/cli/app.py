@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from metrics_center.cli import changes, demo, mart, notifications, pools, review, staging, validate
+from metrics_center.cli import bi, changes, demo, mart, notifications, pools, review, staging, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         "outbox and the demo.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (validate, mart, staging, notifications, demo, review, changes, pools):
+    for group in (validate, mart, staging, notifications, demo, review, changes, pools, bi):
         group.add_commands(sub)
     return parser
 
