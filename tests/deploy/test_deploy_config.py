@@ -52,6 +52,11 @@ def _strings(node: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+#: Secrets of the opt-in `bi` profile. Compose interpolates every service, profiles or not, so `${VAR:?}` would stop
+#: a plain `docker compose up` without them: they default to empty, and their services refuse to start empty.
+PROFILE_SECRETS = frozenset({"BI_READER_PASSWORD", "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD"})
+
+
 def _environments(compose: dict) -> Iterator[tuple[str, dict]]:
     """Every ``environment`` mapping: the shared ``x-airflow-common`` one and each service's own."""
     for name, block in [("x-airflow-common", compose["x-airflow-common"]), *compose["services"].items()]:
@@ -75,6 +80,9 @@ def test_every_secret_is_required_with_a_message_saying_how_to_generate_it():
     for name, env in _environments(compose):
         for key, value in env.items():
             if not SECRET_NAME.search(key) or key in LITERAL_OK:
+                continue
+            if key in PROFILE_SECRETS:  # see PROFILE_SECRETS: empty unless set, checked by the service itself
+                assert value == f"${{{key}:-}}", f"{name}: {key} must be ${{{key}:-}}, got {value!r}"
                 continue
             assert REQUIRED_FORM.match(str(value)), f"{name}: {key} has a literal or default value: {value!r}"
     common = compose["x-airflow-common"]["environment"]
@@ -208,3 +216,32 @@ def test_docker_compose_runs_celery_workers_with_staging_in_the_bucket(compose_c
         assert {"postgres", "redis", "minio"} <= set(depends), name
     assert "metrics-center staging init" in " ".join(services["airflow-init"]["command"])
     assert "metrics-center pools sync" in " ".join(services["airflow-init"]["command"])  # query limits exist
+
+
+def test_the_bi_profile_runs_superset_on_the_bundle_as_a_read_only_role(compose_config):
+    """`docker compose --profile bi up`: the reader role and the bundle first, then Superset importing it."""
+    bi = {
+        **VALUES,
+        "BI_READER_PASSWORD": "bi-test",
+        "SUPERSET_SECRET_KEY": "ss-test",
+        "SUPERSET_ADMIN_PASSWORD": "a",
+    }
+    result = compose_config({**bi, "COMPOSE_PROFILES": "bi"}, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    init, superset = services["bi-init"], services["superset"]
+    command = " ".join(init["command"])
+    assert "metrics-center mart grant-reader bi_reader --password-env BI_READER_PASSWORD" in command
+    assert "metrics-center bi superset --out /bundle/metrics_center_superset.zip" in command
+    assert init["environment"]["BI_READER_PASSWORD"] == "bi-test"
+    assert 'test -n "$${BI_READER_PASSWORD}"' in command  # refuses to start without its secret ($$: for bash)
+    assert 'test -n "$${SUPERSET_SECRET_KEY}"' in " ".join(superset["command"])
+    assert superset["image"] == "apache/superset:6.1.0"
+    assert "superset import-dashboards -p /bundle/metrics_center_superset.zip" in " ".join(
+        superset["command"]
+    )
+    assert superset["depends_on"]["bi-init"]["condition"] == "service_completed_successfully"
+    assert {v["target"] for v in superset["volumes"]} >= {"/bundle"}
+    # Without the profile, nothing of it starts and its secrets are not needed.
+    plain = json.loads(compose_config(VALUES, "--format", "json").stdout)["services"]
+    assert "superset" not in plain and "bi-init" not in plain
