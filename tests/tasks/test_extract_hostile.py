@@ -196,6 +196,28 @@ def test_postgres_values_are_staged_with_the_declared_types(home, monkeypatch, p
     }
 
 
+def test_a_large_postgres_extract_streams_through_a_server_side_cursor(home, monkeypatch, pg_url):
+    """The rows come batch by batch from a named (server-side) cursor and are written as they come."""
+    from metrics_center.tasks import extract
+
+    _pg_conn(pg_url, monkeypatch)
+    _sql_file(home, "series.sql", "SELECT n, 'row ' || n AS label FROM generate_series(1, 250) AS n")
+    monkeypatch.setattr(extract, "BATCH_ROWS", 100)
+    seen = []
+    streaming = extract._streaming_cursor
+    monkeypatch.setattr(extract, "_streaming_cursor", lambda conn: seen.append(streaming(conn)) or seen[-1])
+    spec = _spec({"series": {"conn_id": "pg_src", "sql": "series.sql"}})
+    summary = extract_source(spec=spec, source_name="series", context=CONTEXT)
+    assert summary["rows"] == 250
+    assert [c.name for c in seen] == ["metrics_center_extract"]  # psycopg's server-side cursor
+    staged = (
+        pq.read_table([str(p) for p in _parts(summary)])
+        if len(_parts(summary)) > 1
+        else pq.read_table(_parts(summary)[0])
+    )
+    assert sorted(staged.column("n").to_pylist()) == list(range(1, 251))
+
+
 def _empty_demo_day(home: Path, monkeypatch, backend: str, pg_url: str | None) -> None:
     """The demo company on a day with no orders, header-only finance exports and an empty leads file."""
     data = home / "data"

@@ -65,6 +65,19 @@ def _sql_failure(source_name: str, source: SqlSource, sql: str, exc: BaseExcepti
     )
 
 
+def _streaming_cursor(conn: Any) -> Any:
+    """A cursor that streams the result: on Postgres (psycopg 2 and 3) a server-side cursor, so a 10M-row extract
+    holds one batch in memory, not the whole result; other drivers' cursors (sqlite3…) already fetch as asked."""
+    module = type(conn).__module__
+    postgres = module == "psycopg" or module.startswith(("psycopg2", "psycopg."))
+    if postgres and not getattr(conn, "autocommit", False):  # a named cursor lives in a transaction
+        cursor = conn.cursor(name="metrics_center_extract")
+        if hasattr(cursor, "itersize"):
+            cursor.itersize = BATCH_ROWS
+        return cursor
+    return conn.cursor()
+
+
 def _extract_sql(source_name: str, source: SqlSource, sql: str, writer: PartWriter) -> None:
     from airflow.sdk import BaseHook
 
@@ -86,9 +99,12 @@ def _extract_sql(source_name: str, source: SqlSource, sql: str, writer: PartWrit
         conn = hook.get_conn()
     except Exception as exc:
         raise _sql_failure(source_name, source, sql, exc) from exc
-    with closing(conn), closing(conn.cursor()) as cursor:
+    with closing(conn), closing(_streaming_cursor(conn)) as cursor:
         try:
             cursor.execute(sql)
+            rows = cursor.fetchmany(
+                BATCH_ROWS
+            )  # a server-side cursor describes its columns on the first fetch
             if cursor.description is None:
                 raise MetricsCenterError("the statement returned no result set; it must be a SELECT")
             columns = describe_columns(cursor)
@@ -96,13 +112,7 @@ def _extract_sql(source_name: str, source: SqlSource, sql: str, writer: PartWrit
             raise _sql_failure(source_name, source, sql, exc) from exc
         _check_unique_names(source_name, columns)
         wrote = False
-        while True:
-            try:
-                rows = cursor.fetchmany(BATCH_ROWS)
-            except Exception as exc:
-                raise _sql_failure(source_name, source, sql, exc) from exc
-            if not rows:
-                break
+        while rows:
             table = rows_to_table(
                 columns=columns,
                 rows=[_as_tuple(r) for r in rows],
@@ -115,6 +125,10 @@ def _extract_sql(source_name: str, source: SqlSource, sql: str, writer: PartWrit
                 fix = "CAST it in the source SQL so every row has one type"
                 raise _conflict_error(source_name, conflict, where="", fix=fix) from conflict
             wrote = True
+            try:
+                rows = cursor.fetchmany(BATCH_ROWS)
+            except Exception as exc:
+                raise _sql_failure(source_name, source, sql, exc) from exc
         if not wrote:
             writer.write(rows_to_table(columns=columns, rows=[], source=source_name))
 
