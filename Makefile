@@ -68,6 +68,8 @@ benchmark: venv
 	$(UV) pip install --quiet --compile-bytecode -p $(PY) -r requirements-bench.txt
 	$(PY) benchmarks/parse_dags.py
 	$(PY) benchmarks/publish.py
+	$(PY) benchmarks/bi_query.py
+	$(PY) benchmarks/extract_memory.py
 	$(PY) benchmarks/anomaly.py
 	$(PY) benchmarks/quality_check.py
 	$(PY) benchmarks/outbox.py

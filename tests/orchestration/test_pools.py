@@ -28,8 +28,8 @@ from metrics_center.orchestration.pools import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SLOW_SQL = """-- two seconds of waiting on the database, no CPU: the overlaps hold on a busy machine too
-SELECT '{{ period_start }}' AS day, count(*) AS rows FROM pg_sleep(2)
+SLOW_SQL = """-- a second of waiting on the database, no CPU: the overlaps hold on a busy machine too
+SELECT '{{ period_start }}' AS day, count(*) AS rows FROM pg_sleep(1)
 """
 # The runs stop at the transform on purpose: this test is about the extracts, and ten quality checks (Great
 # Expectations imports) competing with them for the 2 cores only made it slower.
