@@ -34,7 +34,8 @@ def test_the_demo_shows_the_planted_anomaly_and_settlement_gap(mart, demo_data):
     assert (
         f"- region={region}, channel={channel}: ▲ " in body and "vs expected" in body and "(zscore +" in body
     )
-    assert "⚠️ `reconcile:settled_cash` (warn, within 1%)" in body and "; 1 of 4 outside" in body
+    assert "⚠️ `reconcile:settled_cash` (warn, within 1%): total: ours " in body
+    assert "; outside the tolerance, 1 of 4 by region — region=" in body
 
     with mart.connect() as conn:
         anomalies = conn.execute(sa.text("SELECT dimensions, score FROM anomaly")).all()

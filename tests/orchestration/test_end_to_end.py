@@ -59,9 +59,9 @@ def test_approved_gmv_is_published_with_history_and_audit(mart, demo_data):
     assert str(dag_run.state) == "success", _states(dag_run)
     body = approval_body(dag_run, "approve_finance_sign_off")
     assert "period **2026-11-26 (day, UTC)**" in body
-    assert "**Quality checks**: 3/4 passed" in body  # the demo plants a settlement gap: a warning
-    assert "- ⚠️ `reconcile:settled_cash` (warn, within 1%): ours " in body
-    assert "; 1 of 4 outside" in body
+    assert "**Quality checks**: 3 passed, 1 warning" in body  # the demo plants a settlement gap: a warning
+    assert "- ⚠️ `reconcile:settled_cash` (warn, within 1%): total: ours " in body
+    assert "; outside the tolerance, 1 of 4 by region — region=" in body
     assert "`orders`: " in body and "from finance/refunds_2026-11-27.csv" in body
     assert "sales review: approved by bob" in body
     assert "already published" not in body

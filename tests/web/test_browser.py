@@ -213,7 +213,7 @@ def test_bob_approves_inside_airflows_ui_and_the_next_stage_waits(live, browser,
     card.get_by_role("button", name="Approve", exact=True).click()
     flash = frame.locator(".flash")
     flash.wait_for(timeout=30_000)
-    assert flash.inner_text() == f"Approved sales review of GMV (成交额) ({GMV_RUN})."
+    assert flash.inner_text() == "Approved sales review of GMV (成交额) for 2026-11-26."
     page.screenshot(path=str(shots / "approved.png"))
     states = _wait_task(airflow, admin, "gmv_daily", GMV_RUN, "approve_finance_sign_off", {"awaiting_input"})
     assert states["approve_sales_review"] == "success" and states["publish"] is None
@@ -315,7 +315,7 @@ def test_an_answer_within_a_fifth_of_a_second_still_ends_as_a_normal_approval(li
     flash.wait_for(timeout=30_000)
     assert (
         flash.inner_text()
-        == f"Approved marketing review of Lead → order conversion rate (线索转化率) ({LEADS_RUN})."
+        == "Approved marketing review of Lead → order conversion rate (线索转化率) for 2026-11-26."
     )
     assert _run_state(airflow, admin, "lead_conversion_rate", LEADS_RUN) == "success"
     states = airflow.task_states(admin, "lead_conversion_rate", LEADS_RUN)

@@ -77,6 +77,7 @@ def test_people_answer_through_the_api_and_the_page_while_the_run_waits(mart, de
             ("mallory", {"option": "Approve"}),
             ("carol", {"option": "Approve"}),
             ("bob", {"option": "Reject"}),
+            ("bob", {"option": "Approve", "expected": "yes"}),  # strict types: a string is no bool
             ("bob", {"option": "Approve"}),
         ):
             response = client.post(url, json=body, headers=bearer(client, who))
@@ -124,18 +125,22 @@ def test_people_answer_through_the_api_and_the_page_while_the_run_waits(mart, de
     assert chart["new"]["values"][0][-1] == found["value"] and len(chart["x"]) > 60
     assert seen["carol's list"]["approvals"] == []
 
-    statuses = [(who, code, body["status"]) for who, code, body in seen["api"]]
+    statuses = [(who, code, body.get("status")) for who, code, body in seen["api"]]
     assert statuses == [
         ("mallory", 403, "refused"),
         ("carol", 403, "refused"),
-        ("bob", 403, "refused"),
+        ("bob", 422, "invalid"),  # a reject without a reason is a request to fix, not a refusal
+        ("bob", 422, None),  # pydantic's 422: `expected` must be a JSON boolean
         ("bob", 200, "recorded"),
     ]
-    messages = [body["message"] for _, _, body in seen["api"]]
+    messages = [body.get("message") for _, _, body in seen["api"]]
     assert "mallory is not a person in _teams.yaml" in messages[0]
     assert messages[1] == "carol is not an approver of sales review (bob)"
     assert messages[2].startswith("Say why you reject")
-    assert messages[3] == f"Approved sales review of GMV (成交额) ({seen['run_id']})."
+    assert "expected" in str(seen["api"][3][2]["detail"])
+    assert (
+        messages[4] == "Approved sales review of GMV (成交额) for 2026-11-26."
+    )  # the period, not the run id
 
     assert "Approve — expected" in seen["carol's page"] and "finance sign-off" in seen["carol's page"]
     assert 'class="markdown"' in seen["carol's page"] and "<table>" in seen["carol's page"]

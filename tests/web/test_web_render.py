@@ -86,3 +86,34 @@ def test_error_pages_offer_the_login_without_leaking_markup():
         "error.html", status=401, detail="<b>Not authenticated</b>", base="", login="/auth/login?next=x"
     )
     assert "&lt;b&gt;Not authenticated&lt;/b&gt;" in page and 'href="/auth/login?next=x"' in page
+
+
+def test_an_owner_who_may_not_approve_alone_is_told_before_clicking(mart):
+    """The card disables Approve and says why (Reject stays): the rule is the one submitting would apply."""
+    from builders import metric_spec
+
+    from metrics_center.definitions.spec import Teams
+    from metrics_center.web.approvals_view import _approve_blocked
+
+    teams = Teams.model_validate(
+        {
+            "departments": {"marketing": {"name": "Marketing"}},
+            "people": {
+                "erin": {"name": "Erin", "department": "marketing"},
+                "frank": {"name": "Frank", "department": "marketing"},
+            },
+        }
+    )
+    spec = metric_spec(
+        key="leads", department="marketing", owner="erin",
+        approval={"stages": [{"name": "marketing review", "approvers": ["erin", "frank"]}]},
+    )  # fmt: skip
+    blocked = {
+        person: _approve_blocked(mart, spec=spec, teams=teams, task_id="approve", run_id="r1", person=person)
+        for person in ("erin", "frank")
+    }
+    assert blocked == {
+        "erin": "erin owns leads and cannot be the only approver of their own number "
+        "(approval.allow_self_approval: false)",
+        "frank": None,
+    }

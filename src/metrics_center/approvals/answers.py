@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 #: Seconds a stage must have been parked before an answer is passed to Airflow (its race is < ~1 s).
 HOLD_S = 2.5
-Status = Literal["recorded", "refused", "already_answered", "not_waiting", "unknown"]
+Status = Literal["recorded", "refused", "already_answered", "not_waiting", "unknown", "invalid"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def submit_answer(
     if option not in (APPROVE, REJECT):
         return refuse(f"{option!r} is not an answer; choose {APPROVE} or {REJECT}")
     if option == REJECT and not reason:
-        return Outcome("refused", "Say why you reject: the reason is kept with the decision.", stage.name)
+        return Outcome("invalid", "Say why you reject: the reason is kept with the decision.", stage.name)
     state = _stage_state(dag_id=spec.key, run_id=run_id, task_id=task_id)
     if state.answered_by is not None:
         return refuse(state.answered_text(teams), "already_answered")
@@ -134,7 +134,14 @@ def submit_answer(
         reason=reason,
     )
     outcome = _record_in_airflow(
-        spec=spec, stage=stage, run_id=run_id, task_id=task_id, option=option, reason=reason, user=user
+        spec=spec,
+        stage=stage,
+        run_id=run_id,
+        task_id=task_id,
+        option=option,
+        reason=reason,
+        user=user,
+        period=_period_of(engine, spec, run_id),
     )
     return outcome if outcome.status == "recorded" else refuse(outcome.message, outcome.status)
 
@@ -294,6 +301,7 @@ def _record_in_airflow(
     option: str,
     reason: str | None,
     user: Any,
+    period: str,
 ) -> Outcome:
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
@@ -319,4 +327,12 @@ def _record_in_airflow(
             return Outcome("refused", f"Airflow refused the answer: {exc.detail}", stage.name)
         return Outcome("not_waiting", f"Airflow could not record the answer: {exc.detail}", stage.name)
     verb = "Approved" if option == APPROVE else "Rejected"
-    return Outcome("recorded", f"{verb} {stage.name} of {spec.name} ({run_id}).", stage.name)
+    return Outcome("recorded", f"{verb} {stage.name} of {spec.name} for {period}.", stage.name)
+
+
+def _period_of(engine: Engine, spec: MetricSpec, run_id: str) -> str:
+    """The period(s) a run computes, as people say them (``2026-11-26``, ``2026-W48``); the run id if unknown."""
+    from metrics_center.mart.runs import get_run
+
+    run = get_run(engine, metric_key=spec.key, run_id=run_id)
+    return run.label(spec.grain) if run is not None else run_id

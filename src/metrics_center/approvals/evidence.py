@@ -130,8 +130,7 @@ def approval_body(
         lines += [f"- {anomaly_line(a, unit=unit)}" for a in anomalies[:MAX_ROWS_SHOWN]]
         if len(anomalies) > MAX_ROWS_SHOWN:
             lines.append(f"- … and {len(anomalies) - MAX_ROWS_SHOWN} more")
-    passed = sum(1 for q in quality if q["success"])
-    lines += ["", f"**Quality checks**: {passed}/{len(quality)} passed", ""]
+    lines += ["", f"**Quality checks**: {quality_summary(quality)}", ""]
     for q in quality:
         mark = "✅" if q["success"] else ("⚠️" if q.get("severity") == "warn" else "❌")
         if q["expectation"].startswith("reconcile:"):
@@ -193,6 +192,19 @@ def anomaly_line(anomaly: dict[str, Any], *, unit: str) -> str:
     return f"{dims}: {arrow} {_fmt(value, unit)}{change} vs expected {_fmt(expected, unit)}{band}{scored}"
 
 
+def quality_summary(quality: list[dict[str, Any]]) -> str:
+    """``3 passed, 1 warning`` — a warn-only check that failed is a warning, not a failure."""
+    passed = sum(1 for q in quality if q["success"])
+    warnings = sum(1 for q in quality if not q["success"] and q.get("severity") == "warn")
+    failed = len(quality) - passed - warnings
+    parts = [f"{passed} passed"]
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings > 1 else ''}")
+    if failed:
+        parts.append(f"{failed} failed")
+    return ", ".join(parts) if quality else "none declared"
+
+
 def reconciliation_line(result: dict[str, Any], *, unit: str) -> str:
     """``reconcile:gmv_vs_cash (warn, within 1%): ours 65,859.87 CNY vs theirs 62,100.00 CNY (+6.1%); 1 of 4 outside``."""
     kwargs, observed = result["kwargs"], result.get("observed") or {}
@@ -208,9 +220,19 @@ def reconciliation_line(result: dict[str, Any], *, unit: str) -> str:
     if "error" in observed:
         return f"{head}: could not compare — {observed['error']}"
     ours, theirs = observed.get("ours"), observed.get("theirs")
-    relative = f" ({(ours - theirs) / abs(theirs):+.1%})" if ours is not None and theirs else ""
-    outside = observed.get("mismatched", 0)
-    return (
-        f"{head}: ours {_fmt(ours, unit)} vs theirs {_fmt(theirs, unit)}{relative}; "
-        f"{outside} of {observed.get('compared', 0)} outside"
+    relative = f"{(ours - theirs) / abs(theirs):+.1%}" if ours is not None and theirs else "n/a"
+    total = f"total: ours {_fmt(ours, unit)} vs theirs {_fmt(theirs, unit)} ({relative})"
+    by = list(kwargs.get("by") or [])
+    mismatched, compared = observed.get("mismatched", 0), observed.get("compared", 0)
+    if not by:  # the check compares the period's totals only
+        return f"{head}: {total}, {'within' if not mismatched else 'outside'} the tolerance"
+    if not mismatched:
+        return f"{head}: {total}; every {' and '.join(by)} within ({compared} compared)"
+    outside = [r for r in observed.get("rows") or [] if not r.get("within")]
+    named = "; ".join(
+        f"{', '.join(f'{k}={v}' for k, v in (r.get('dimensions') or {}).items())}: ours {_fmt(r.get('ours'), unit)}"
+        f" vs theirs {_fmt(r.get('theirs'), unit)}"
+        for r in outside[:3]
     )
+    more = f" and {mismatched - len(outside[:3])} more" if mismatched > len(outside[:3]) else ""
+    return f"{head}: {total}; outside the tolerance, {mismatched} of {compared} by {' and '.join(by)} — {named}{more}"

@@ -24,6 +24,7 @@ router = APIRouter()
 #: How an answer's outcome maps to HTTP (the body always carries status and message).
 OUTCOME_STATUS = {
     "recorded": 200,
+    "invalid": 422,
     "refused": 403,
     "already_answered": 409,
     "not_waiting": 409,
@@ -32,9 +33,9 @@ OUTCOME_STATUS = {
 
 
 class AnswerBody(BaseModel):
-    """``{"option": "Approve" | "Reject", "reason": "...", "expected": false}``."""
+    """``{"option": "Approve" | "Reject", "reason": "...", "expected": false}`` — strict types: ``"yes"`` is no bool."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     option: Literal["Approve", "Reject"]
     reason: str | None = Field(default=None, max_length=2000)

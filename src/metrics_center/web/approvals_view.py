@@ -7,6 +7,7 @@ logged-in user, and an audit row for every attempt.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ class Card:
     period: str | None
     charts: list[dict[str, Any]] = field(default_factory=list)
     anomalies: list[dict[str, Any]] = field(default_factory=list)
+    #: Why the viewer may not approve this stage (they may still reject), shown before they click; None: they may.
+    approve_blocked: str | None = None
 
     @property
     def open_anomalies(self) -> int:
@@ -65,6 +68,7 @@ class Card:
             "approvers": self.approvers,
             "anomalies": [_anomaly_json(a) for a in self.anomalies],
             "charts": self.charts,
+            "approve_blocked": self.approve_blocked,
         }
 
 
@@ -116,10 +120,32 @@ def waiting_cards(
     by_metric: dict[str, int] = {}
     for w in mine:
         by_metric[w.dag_id] = by_metric.get(w.dag_id, 0) + 1
-    return CardPage(_cards(shown, catalog=catalog, engine=engine), len(mine), page, per_page, by_metric)
+    cards = _cards(shown, catalog=catalog, engine=engine, person=viewer.person)
+    return CardPage(cards, len(mine), page, per_page, by_metric)
 
 
-def _cards(waiting: list[Waiting], *, catalog: Catalog, engine: Engine) -> list[Card]:
+def _approve_blocked(
+    engine: Engine, *, spec: MetricSpec, teams: Any, task_id: str, run_id: str, person: str
+) -> str | None:
+    """The sign-off rule that would refuse the person's Approve (the owner alone, a second stage), if any."""
+    from metrics_center.approvals.rules import APPROVE, approvals_so_far, sign_off_problem
+
+    stage = stage_of(spec, task_id)
+    if stage is None:
+        return None
+    return sign_off_problem(
+        spec=spec,
+        teams=teams,
+        stage=stage,
+        person=person,
+        option=APPROVE,
+        approved_elsewhere=approvals_so_far(engine, metric_key=spec.key, run_id=run_id),
+    )
+
+
+def _cards(
+    waiting: list[Waiting], *, catalog: Catalog, engine: Engine, person: str | None = None
+) -> list[Card]:
     from metrics_center.mart.runs import get_runs
 
     keys = [(w.dag_id, w.run_id) for w in waiting]
@@ -142,6 +168,16 @@ def _cards(waiting: list[Waiting], *, catalog: Catalog, engine: Engine) -> list[
                 history=histories[w.dag_id].get(period_start, []),
             )
         )
+        if person is not None:
+            blocked = _approve_blocked(
+                engine,
+                spec=cards[-1].spec,
+                teams=catalog.teams,
+                task_id=w.task_id,
+                run_id=w.run_id,
+                person=person,
+            )
+            cards[-1] = dataclasses.replace(cards[-1], approve_blocked=blocked)
     return cards
 
 
