@@ -136,7 +136,8 @@ def main() -> int:
         "\n             refund_rate_weekly → carol or dave, then frank; refunds_daily → dave (its owner carol may not approve alone)"
         "\n  refund_rate_daily is built on gmv_daily and refunds_daily (schedule: inputs): approve both, and its run"
         "\n  starts by itself for the day both published (Airflow Assets); carol approves it"
-        f"\n  the mart (SQLite): {home / 'metrics_mart.db'} — query metric_value_current"
+        f"\n  the mart (SQLite): {home / 'metrics_mart.db'} — one relation per metric, e.g. metrics__gmv_daily;"
+        "\n  BI: `make superset` in another terminal (Superset 6.1 on http://127.0.0.1:8088, admin/admin)"
         "\n\nCtrl-C stops everything.",
         flush=True,
     )
