@@ -7,6 +7,7 @@ department may — enforced by Postgres, tried here as the reader roles themselv
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import date
@@ -149,7 +150,7 @@ def test_a_version_that_changes_dimensions_replaces_the_relation_and_keeps_histo
     assert [(v, s, x, bool(c)) for v, s, x, c in rows] == [(1, None, 1.0, False), (2, "s1", 2.0, True)]
     # The tall view keeps each version's own dimensions.
     tall = _rows(mart, "SELECT definition_version, dimensions FROM metric_value_history ORDER BY 1")
-    dims = [d if isinstance(d, dict) else __import__("json").loads(d) for _, d in tall]
+    dims = [d if isinstance(d, dict) else json.loads(d) for _, d in tall]
     assert dims == [{"channel": "app", "region": "east"}, {"region": "east", "store": "s1"}]
 
 
@@ -341,3 +342,36 @@ def test_a_change_of_access_applies_at_the_next_registration_and_grants_survive_
             )
     finally:
         reader.dispose()
+
+
+@postgres_only
+@pytest.mark.parametrize(
+    ("spec", "refused"),
+    [
+        ({"key": "m; DROP TABLE publication", "grain": "day"}, "is not a metric key"),
+        (
+            {"key": "m", "grain": "day", "stored_dimensions": ['a" text); DROP TABLE publication; --']},
+            "is not a dimension name",
+        ),
+        ({"key": "m", "grain": "hour"}, "is not day, week or month"),
+        ({"key": "m", "grain": "day", "comments": {"current": {"value; DROP": "x"}}}, "is not a column name"),
+    ],
+)
+def test_the_ddl_function_refuses_what_is_no_identifier(mart, spec, refused):
+    """What the task role may call with the owner's rights builds from checked identifiers only."""
+    with pytest.raises(sa.exc.DBAPIError, match=refused), mart.begin() as conn:
+        conn.execute(
+            sa.text("SELECT metrics_mart.ensure_metric_relations(CAST(:s AS jsonb))"),
+            {"s": json.dumps(spec)},
+        )
+    with mart.connect() as conn:
+        assert conn.execute(sa.text("SELECT to_regclass('metrics_mart.publication') IS NOT NULL")).scalar()
+
+
+@postgres_only
+def test_a_comment_with_quotes_is_a_literal_not_sql(mart):
+    _register(mart, key="quoted", description="Revenue'); DROP TABLE publication; --")
+    with mart.connect() as conn:
+        comment = conn.execute(sa.text("SELECT obj_description('metrics.quoted'::regclass)")).scalar()
+        assert "DROP TABLE publication" in comment
+        assert conn.execute(sa.text("SELECT to_regclass('metrics_mart.publication') IS NOT NULL")).scalar()
