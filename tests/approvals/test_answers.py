@@ -118,7 +118,7 @@ def test_rules_hold_and_every_attempt_is_audited(mart):
     assert not errors, errors
     assert {k: o.status for k, o in outcomes.items()} == {
         "mallory": "refused",
-        "no reason": "refused",
+        "no reason": "invalid",  # a request to fix (422 on the API), not a refusal
         "bob": "recorded",
         "again": "already_answered",
         "bob twice": "refused",
