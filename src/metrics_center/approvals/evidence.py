@@ -206,7 +206,9 @@ def quality_summary(quality: list[dict[str, Any]]) -> str:
 
 
 def reconciliation_line(result: dict[str, Any], *, unit: str) -> str:
-    """``reconcile:gmv_vs_cash (warn, within 1%): ours 65,859.87 CNY vs theirs 62,100.00 CNY (+6.1%); 1 of 4 outside``."""
+    """Which total is within and which combinations are outside, e.g. ``reconcile:settled_cash (warn, within 1%):
+    total: ours 65,859.87 CNY vs theirs 62,100.00 CNY (+6.1%); outside the tolerance, 1 of 4 by region —
+    region=east: ours 30,120.00 CNY vs theirs 26,360.13 CNY``."""
     kwargs, observed = result["kwargs"], result.get("observed") or {}
     tolerance = kwargs.get("tolerance", {})
     allowed = []
