@@ -286,7 +286,9 @@ def test_a_sales_reader_gets_nothing_of_finances_restricted_metric_and_everythin
         ):
             _denied(reader, f"SELECT * FROM {relation}")
         # The DDL tasks may start is not a reader's: it could rebuild relations and their grants.
-        _denied(reader, """SELECT metrics_mart.ensure_metric_relations('{"key": "payroll", "grain": "day"}')""")
+        _denied(
+            reader, """SELECT metrics_mart.ensure_metric_relations('{"key": "payroll", "grain": "day"}')"""
+        )
     finally:
         reader.dispose()
     for role, expected in ((finance, ["gmv", "payroll"]), (everyone, ["gmv", "payroll", "pipeline"])):
