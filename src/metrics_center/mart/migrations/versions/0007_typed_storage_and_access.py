@@ -79,19 +79,6 @@ _IS_CURRENT = {
     "postgresql": "a.superseded_at IS NULL",
     "sqlite": "CASE WHEN a.superseded_at IS NULL THEN 1 ELSE 0 END",
 }
-_LIST = {
-    "postgresql": "(SELECT string_agg(x.k, ', ' ORDER BY x.k) FROM ({rows}) AS x)",
-    "sqlite": "(SELECT group_concat(x.k, ', ') FROM ({rows} ORDER BY 1) AS x)",
-}
-_UPSTREAM = (
-    "SELECT DISTINCT i.input_key AS k FROM metric_input i "
-    "WHERE i.metric_key = d.metric_key AND i.version = d.version"
-)
-_DOWNSTREAM = (
-    "SELECT DISTINCT i.metric_key AS k FROM metric_input i "
-    "JOIN metric_definition c ON c.metric_key = i.metric_key AND c.version = i.version AND c.valid_to IS NULL "
-    "WHERE i.input_key = d.metric_key"
-)
 _RELATION = {"postgresql": "'metrics.' || d.metric_key", "sqlite": "'metrics__' || d.metric_key"}
 _DICTIONARY = """
 CREATE VIEW metric_dictionary{barrier} AS
@@ -302,6 +289,10 @@ def upgrade() -> None:
 
 
 def _create_views(dialect: str) -> None:
+    import importlib
+
+    # The dictionary's upstream/downstream lists are 0006's, unchanged.
+    v0006 = importlib.import_module("metrics_center.mart.migrations.versions.0006_changes_and_lineage")
     barrier = _BARRIER[dialect]
     op.execute(_CURRENT.format(barrier=barrier, filter=_FILTER[dialect].format(alias="a")))
     op.execute(
@@ -313,8 +304,8 @@ def _create_views(dialect: str) -> None:
         _DICTIONARY.format(
             barrier=barrier,
             filter=_FILTER[dialect].format(alias="d"),
-            upstream=_LIST[dialect].format(rows=_UPSTREAM),
-            downstream=_LIST[dialect].format(rows=_DOWNSTREAM),
+            upstream=v0006._LIST[dialect].format(rows=v0006._UPSTREAM),
+            downstream=v0006._LIST[dialect].format(rows=v0006._DOWNSTREAM),
             relation=_RELATION[dialect],
         )
     )
