@@ -125,7 +125,7 @@ class Api:
             headers["Authorization"] = f"Bearer {self._token}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"{}")
 
     def healthy(self) -> bool:
@@ -233,14 +233,24 @@ class LocalAirflow:
     ) -> T:
         """Poll ``check`` until it returns something truthy; fail fast if a component died."""
         deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
         while time.monotonic() < deadline:
             if dead := [p for p in self.processes if p.poll() is not None]:
                 raise RuntimeError(f"`airflow {dead[0].args[1]}` exited; see {self.home / 'component-logs'}")
-            result = check()
+            try:
+                result = check()
+            except (TimeoutError, ConnectionError) as slow:
+                # A busy API server (one worker, answering the tasks' execution API too) may
+                # miss one poll's read deadline; that is "not yet", the next poll asks again.
+                last_error = slow
+                time.sleep(every)
+                continue
             if result:
                 return result
             time.sleep(every)
-        raise TimeoutError(f"timed out waiting for {what}; see {self.home / 'component-logs'}")
+        raise TimeoutError(
+            f"timed out waiting for {what}; see {self.home / 'component-logs'}"
+        ) from last_error
 
     def api(self, *, user: str, password: str) -> Api:
         return Api(self.url, user=user, password=password)
