@@ -8,6 +8,11 @@ from pathlib import Path
 #: Airflow connection ids other tools rely on.
 MART_CONN_ID = "metrics_mart"
 SLACK_CONN_ID = "metrics_center_slack"
+#: Feishu / Lark app: login = App ID, password = App Secret, host = feishu, lark or a base URL; extras
+#: ``verification_token`` and ``encrypt_key`` (the card callback's).
+FEISHU_CONN_ID = "metrics_center_feishu"
+#: Airflow's SMTP provider connection for e-mail notifications (``from_email`` extra for the sender).
+SMTP_CONN_ID = "metrics_center_smtp"
 
 _REPO_INCLUDE = Path(__file__).resolve().parents[2] / "include"
 
@@ -64,3 +69,10 @@ def staging_path():  # -> ObjectStoragePath (airflow.sdk is imported only when s
 def business_timezone() -> str:
     """IANA zone in which a day/week/month closes (``METRICS_CENTER_TIMEZONE``, default UTC)."""
     return os.environ.get("METRICS_CENTER_TIMEZONE", "UTC")
+
+
+def inbox_dir() -> Path | None:
+    """``METRICS_CENTER_INBOX``: a folder where messages for channels without a connection are written
+    (one file per channel) instead of waiting — what ``make demo`` shows a newcomer. Unset: none."""
+    value = os.environ.get("METRICS_CENTER_INBOX")
+    return Path(value).resolve() if value else None

@@ -193,14 +193,15 @@ def test_validate_names_the_key_of_a_wrong_reconciliation(tmp_path, check, key, 
 
 
 def test_the_outbox_writes_each_fact_once(mart):
-    from metrics_center.notify.outbox import Recipient, enqueue
+    from metrics_center.notify.addresses import Recipient
+    from metrics_center.notify.outbox import enqueue
 
     def add(conn) -> bool:
         return enqueue(
             conn,
             kind="anomaly",
             dedupe_key="anomaly:m:run:east",
-            recipient=Recipient("sales", "#sales"),
+            recipient=Recipient.at("sales", "#sales"),
             group_key="anomaly:m:run",
             payload={"value": 1.0},
         )

@@ -24,10 +24,11 @@ from slack_stub import TOKEN, Reply, SlackStub
 from metrics_center.mart.engine import create_mart_engine
 from metrics_center.mart.tables import notification as n
 from metrics_center.notify.deliver import EVENT_TYPE, deliver_pending, readdress, requeue
-from metrics_center.notify.outbox import Recipient, enqueue
+from metrics_center.notify.addresses import Recipient
+from metrics_center.notify.outbox import enqueue
 
-SALES = Recipient(name="sales", address="C0SALES01")
-FINANCE = Recipient(name="finance", address="#finance-metrics")
+SALES = Recipient.at("sales", "C0SALES01")
+FINANCE = Recipient.at("finance", "#finance-metrics")
 CONN = "AIRFLOW_CONN_METRICS_CENTER_SLACK"
 
 
@@ -220,7 +221,7 @@ print(deliver_pending(create_mart_engine(sys.argv[1]), workers=1))
 def test_killed_after_slack_accepted_is_not_posted_twice(mart, stub, moment, address):
     """A real deliverer process, SIGKILLed by the stub once Slack has the message (before its answer
     arrives, or right after), leaves rows in ``sending``; the next run finds the token in Slack."""
-    _enqueue(mart, group="g", count=3, recipient=Recipient(name="sales", address=address))
+    _enqueue(mart, group="g", count=3, recipient=Recipient.at("sales", address))
     child: list[subprocess.Popen] = []
 
     def kill(_posted) -> None:
@@ -306,7 +307,7 @@ def test_without_a_connection_everything_stays_pending(mart, monkeypatch):
 
 
 def test_without_an_address_it_stays_pending_until_there_is_one(mart, stub):
-    _enqueue(mart, group="g", count=2, recipient=Recipient(name="ops", address=None))
+    _enqueue(mart, group="g", count=2, recipient=Recipient.at("ops", None))
     _enqueue(mart, group="h", count=1)
 
     report = deliver_pending(mart)
@@ -337,7 +338,7 @@ def test_a_wrong_token_stops_the_call_without_burning_every_row(mart, stub, monk
 def test_two_deliverers_at_once_post_each_group_once(mart, stub):
     stub.latency = 0.05
     for g in range(30):
-        _enqueue(mart, group=f"g{g}", count=2, recipient=Recipient(name="d", address=f"C0CHAN{g % 5:03d}"))
+        _enqueue(mart, group=f"g{g}", count=2, recipient=Recipient.at("d", f"C0CHAN{g % 5:03d}"))
     engines = [create_mart_engine(mart.url) for _ in range(2)]
     start = threading.Barrier(2)
     reports = []
@@ -367,7 +368,7 @@ def test_rejects_a_lease_shorter_than_slacks_timeout(mart):
 def test_cli_lists_delivers_and_requeues(mart, stub, capsys):
     from metrics_center import cli
 
-    _enqueue(mart, group="g", count=1, recipient=Recipient(name="ops", address=None))
+    _enqueue(mart, group="g", count=1, recipient=Recipient.at("ops", None))
     _enqueue(mart, group="h", count=1)
     stub.script("chat.postMessage", Reply(error="is_archived"))
 

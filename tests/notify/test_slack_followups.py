@@ -116,10 +116,10 @@ def test_each_approver_is_asked_once_per_try_by_dm_or_channel(mart):
 def test_without_a_slack_id_or_any_channel_the_request_waits_for_an_address(mart):
     spec, teams = _catalog(without_slack=("carol",), without_channel=("finance", "sales"))
 
-    assert approver_recipient("carol", spec=spec, teams=teams).address is None
-    assert approver_recipient("dave", spec=spec, teams=teams).address == "U0DAVE001"
+    assert approver_recipient("carol", spec=spec, teams=teams).addresses == {}
+    assert approver_recipient("dave", spec=spec, teams=teams).addresses == {"slack": "U0DAVE001"}
     _, teams = _catalog(without_slack=("carol",), without_channel=("finance",))
-    assert approver_recipient("carol", spec=spec, teams=teams).address == "#sales-metrics"  # the metric's
+    assert approver_recipient("carol", spec=spec, teams=teams).addresses == {"slack": "#sales-metrics"}
 
 
 def test_a_reminder_is_sent_once_per_try_and_only_while_the_stage_waits(mart, stub):

@@ -255,7 +255,8 @@ def test_a_task_process_log_carries_the_context_through_airflows_json_logging():
 def test_the_maintenance_run_gauges_waiting_approvals_and_the_outbox(
     mart, statsd, monkeypatch, airflow_db, tmp_path
 ):
-    from metrics_center.notify.outbox import Recipient, enqueue
+    from metrics_center.notify.addresses import Recipient
+    from metrics_center.notify.outbox import enqueue
 
     monkeypatch.delenv("AIRFLOW_CONN_METRICS_CENTER_SLACK", raising=False)
     monkeypatch.setenv(
@@ -267,7 +268,7 @@ def test_the_maintenance_run_gauges_waiting_approvals_and_the_outbox(
                 conn,
                 kind="anomaly",
                 dedupe_key=f"observability:{i}",
-                recipient=Recipient(name="sales", address="#sales-metrics"),
+                recipient=Recipient.at("sales", "#sales-metrics"),
                 group_key="anomaly:gmv_daily:run",
                 payload={"metric_key": "gmv_daily", "metric_name": "GMV", "value": i, "score": i},
             )

@@ -22,7 +22,8 @@ from slack_stub import SlackStub
 
 from metrics_center.mart.tables import metric_run
 from metrics_center.mart.tables import notification as n
-from metrics_center.notify.outbox import Recipient, enqueue
+from metrics_center.notify.addresses import Recipient
+from metrics_center.notify.outbox import enqueue
 from metrics_center.tasks.runtime import staging_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +168,7 @@ def _enqueue(mart, *, count: int) -> None:
                 conn,
                 kind="anomaly",
                 dedupe_key=f"maintenance:{i}",
-                recipient=Recipient(name="sales", address="#sales-metrics"),
+                recipient=Recipient.at("sales", "#sales-metrics"),
                 group_key="anomaly:gmv_daily:run",
                 payload={"metric_key": "gmv_daily", "metric_name": "GMV", "value": i, "score": i},
             )

@@ -441,9 +441,58 @@ class MetricSpec(_Strict):
         return {person for stage in self.approval.stages for person in stage.approvers}
 
 
-class Department(_Strict):
+#: The chat tools (and e-mail) a notification can go to.
+ChannelName = Literal["slack", "feishu", "dingtalk", "wecom", "email"]
+#: The message kinds ``notify:`` can route (the outbox's kinds; ``approval_update`` follows its request).
+MessageKind = Literal[
+    "anomaly",
+    "quality_failure",
+    "reconciliation",
+    "approval_request",
+    "approval_reminder",
+    "definition_change",
+    "history_changed",
+]
+Locale = Literal["en", "zh-CN"]
+_CONN_ID = r"^[A-Za-z0-9_.-]+$"
+
+
+class _Addresses(_Strict):
+    """Where a department or person can be reached; secrets stay in Airflow connections."""
+
+    feishu_chat_id: str | None = Field(
+        default=None, pattern=r"^oc_[A-Za-z0-9]+$", description="Feishu / Lark group chat id (oc_…)."
+    )
+    email: str | None = Field(
+        default=None,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="Used when no chat address is configured (or when notify: names email).",
+    )
+    locale: Locale | None = Field(
+        default=None, description="Language of messages and pages: en (default) or zh-CN (简体中文)."
+    )
+    notify: dict[MessageKind, list[ChannelName]] = Field(
+        default_factory=dict,
+        description=(
+            "Which channels each message kind goes to, e.g. {anomaly: [dingtalk, wecom]}. "
+            "A kind not listed goes to every configured chat channel (e-mail only when there is none)."
+        ),
+    )
+
+
+class Department(_Addresses):
     name: str
     slack_channel: str | None = Field(default=None, description="e.g. #sales-metrics or a channel id.")
+    dingtalk_webhook: str | None = Field(
+        default=None,
+        pattern=_CONN_ID,
+        description="Airflow connection id of the department's DingTalk group robot (token and SEC secret there).",
+    )
+    wecom_webhook: str | None = Field(
+        default=None,
+        pattern=_CONN_ID,
+        description="Airflow connection id of the department's WeCom (企业微信) group robot (its key there).",
+    )
     max_concurrent_queries: int | None = Field(
         default=None,
         ge=1,
@@ -465,7 +514,7 @@ class Connection(_Strict):
     )
 
 
-class Person(_Strict):
+class Person(_Addresses):
     name: str
     department: Identifier
     airflow_user: str | None = Field(
@@ -473,7 +522,17 @@ class Person(_Strict):
         description="Airflow user id (default: the person's key) — set it for FAB/Keycloak ids that differ.",
     )
     slack_user_id: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]+$")
-    email: str | None = None
+    feishu_open_id: str | None = Field(
+        default=None,
+        pattern=r"^ou_[A-Za-z0-9]+$",
+        description="Feishu / Lark open id (ou_…) of the person in the Metrics Center app: direct messages, and "
+        "who clicked a card.",
+    )
+    feishu_union_id: str | None = Field(
+        default=None,
+        pattern=r"^on_[A-Za-z0-9]+$",
+        description="Feishu / Lark union id (on_…): identifies the person across the company's apps.",
+    )
 
 
 class Teams(_Strict):
@@ -495,6 +554,15 @@ class Teams(_Strict):
 
     def person_for_slack_user(self, slack_user_id: str) -> str | None:
         return next((k for k, p in self.people.items() if p.slack_user_id == slack_user_id), None)
+
+    def person_for_feishu_user(self, *, open_id: str | None, union_id: str | None = None) -> str | None:
+        """The person a Feishu / Lark click came from: by open id, else by union id."""
+        for key, person in self.people.items():
+            if (open_id and person.feishu_open_id == open_id) or (
+                union_id and person.feishu_union_id == union_id
+            ):
+                return key
+        return None
 
     def members(self, approver: str) -> list[str]:
         """A stage approver is a person, or a whole department (every person in it)."""

@@ -169,8 +169,11 @@ notification = sa.Table(
     sa.Column("next_attempt_at", TS),
     sa.Column("delivery_token", sa.String(64)),
     sa.Column("last_error", sa.Text),
-    sa.Column("slack_channel", sa.String(64)),
-    sa.Column("slack_ts", sa.String(64)),
+    sa.Column("channel", sa.String(16)),
+    sa.Column(
+        "slack_channel", sa.String(128)
+    ),  # every channel's conversation id (named before there were others)
+    sa.Column("slack_ts", sa.String(128)),  # every channel's message id
     sa.Column("created_at", TS),
     sa.Column("delivered_at", TS),
 )

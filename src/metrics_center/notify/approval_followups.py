@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from metrics_center.definitions.spec import Teams
+    from metrics_center.notify.addresses import Recipient
 
 log = logging.getLogger(__name__)
 StageState = Literal["waiting", "active", "ended"]
@@ -47,6 +48,7 @@ class _Open:
     id: int
     kind: str
     recipient: str
+    channel: str
     address: str | None
     group_key: str
     payload: dict[str, Any]
@@ -139,19 +141,25 @@ def _open_messages(engine: Engine) -> list[_Open]:
     u = n.alias("u")
     update_key = sa.literal(f"{UPDATE}:") + sa.cast(n.c.id, sa.String)
     query = (
-        sa.select(n.c.id, n.c.kind, n.c.recipient, n.c.address, n.c.group_key, n.c.payload)
-        .where(n.c.kind.in_([REQUEST, REMINDER]), ~sa.exists().where(u.c.dedupe_key == update_key))
+        sa.select(n.c.id, n.c.kind, n.c.recipient, n.c.channel, n.c.address, n.c.group_key, n.c.payload)
+        .where(
+            n.c.kind.in_([REQUEST, REMINDER]),
+            # an update's key is the target's id, with its channel after a bar when it is not Slack
+            ~sa.exists().where(
+                sa.or_(u.c.dedupe_key == update_key, u.c.dedupe_key == update_key + "|" + n.c.channel)
+            ),
+        )
         .order_by(n.c.id)
     )
     with engine.connect() as conn:
         return [
-            _Open(r.id, r.kind, r.recipient, r.address, r.group_key, _dict(r.payload))
+            _Open(r.id, r.kind, r.recipient, r.channel, r.address, r.group_key, _dict(r.payload))
             for r in conn.execute(query)
         ]
 
 
 def _enqueue_updates(engine: Engine, rows: list[_Open], decision: Decision) -> int:
-    from metrics_center.notify.outbox import Recipient, enqueue
+    from metrics_center.notify.outbox import enqueue
 
     added = 0
     with engine.begin() as conn:
@@ -160,7 +168,7 @@ def _enqueue_updates(engine: Engine, rows: list[_Open], decision: Decision) -> i
                 conn,
                 kind=UPDATE,
                 dedupe_key=f"{UPDATE}:{row.id}",
-                recipient=Recipient(name=row.recipient, address=row.address),
+                recipient=_recipient(row),
                 group_key=f"{UPDATE}:{row.group_key}",
                 payload={"target_id": row.id, "request": row.payload, "decision": decision.as_payload()},
                 metric_key=row.payload.get("metric_key"),
@@ -170,7 +178,7 @@ def _enqueue_updates(engine: Engine, rows: list[_Open], decision: Decision) -> i
 
 
 def _enqueue_reminders(engine: Engine, requests: list[_Open], *, now: datetime) -> int:
-    from metrics_center.notify.outbox import Recipient, enqueue
+    from metrics_center.notify.outbox import enqueue
 
     added = 0
     with engine.begin() as conn:
@@ -180,13 +188,20 @@ def _enqueue_reminders(engine: Engine, requests: list[_Open], *, now: datetime) 
                 conn,
                 kind=REMINDER,
                 dedupe_key=f"{REMINDER}:{ref.key}:{row.recipient}",
-                recipient=Recipient(name=row.recipient, address=row.address),
+                recipient=_recipient(row),
                 group_key=f"{REMINDER}:{ref.key}",
                 payload={**row.payload, "kind": REMINDER, "reminded_at": now.isoformat()},
                 metric_key=row.payload.get("metric_key"),
                 run_id=row.payload.get("run_id"),
             )
     return added
+
+
+def _recipient(row: _Open) -> Recipient:
+    """The recipient of a follow-up: the same person, on the same channel and address as the request."""
+    from metrics_center.notify.addresses import Recipient
+
+    return Recipient.at(row.recipient, row.address, channel=row.channel)
 
 
 def _reminder_due(payload: dict[str, Any], now: datetime) -> bool:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
+from metrics_center.notify.addresses import person_recipient
 from metrics_center.notify.approval_messages import REQUEST, ActionRef
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from metrics_center.definitions.spec import ApprovalStage, MetricSpec, Teams
-    from metrics_center.notify.outbox import Recipient
+    from metrics_center.notify.addresses import Recipient
 
 log = logging.getLogger(__name__)
 PAGE_PATH = "/metrics-center/"
@@ -175,23 +176,12 @@ def enqueue_requests(
 
 
 def approver_recipient(person: str, *, spec: MetricSpec, teams: Teams | None) -> Recipient:
-    """A DM to the person's ``slack_user_id``; else their department's channel, else the metric's; else none.
+    """Direct messages to the person; else their department's chats, else the metric's; else e-mail; else none.
 
-    The recipient is always the person, so that a ``slack_user_id`` added later reaches rows still
-    without an address (:func:`metrics_center.notify.deliver.readdress`).
+    The recipient is always the person, so that a chat id added later reaches rows still without an
+    address (:func:`metrics_center.notify.deliver.readdress`).
     """
-    from metrics_center.notify.outbox import Recipient
-
-    if teams is None or person not in teams.people:
-        return Recipient(name=person, address=None)
-    who = teams.people[person]
-    if who.slack_user_id:
-        return Recipient(name=person, address=who.slack_user_id)
-    for department in (who.department, spec.department):
-        channel = teams.departments[department].slack_channel if department in teams.departments else None
-        if channel:
-            return Recipient(name=person, address=channel)
-    return Recipient(name=person, address=None)
+    return person_recipient(teams, person, fallback_departments=(spec.department,))
 
 
 def _name(teams: Teams | None, person: str) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from metrics_center.notify.outbox import Kind, Recipient, enqueue
+from metrics_center.notify.addresses import Recipient, department_recipient, person_recipient
+from metrics_center.notify.outbox import Kind, enqueue
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -20,15 +21,11 @@ if TYPE_CHECKING:
 
 
 def _department(teams: Teams | None, key: str) -> Recipient:
-    dept = teams.departments.get(key) if teams else None
-    return Recipient(name=key, address=dept.slack_channel if dept else None)
+    return department_recipient(teams, key)
 
 
 def _person(teams: Teams | None, key: str) -> Recipient:
-    person = teams.people.get(key) if teams else None
-    if person is not None and person.slack_user_id:
-        return Recipient(name=key, address=person.slack_user_id)
-    return _department(teams, person.department) if person is not None else Recipient(name=key, address=None)
+    return person_recipient(teams, key)
 
 
 def change_recipients(

@@ -23,20 +23,14 @@ import sqlalchemy as sa
 from metrics_center.mart.engine import locked_transaction
 from metrics_center.mart.tables import notification as n
 from metrics_center.notify.blocks import Item
+from metrics_center.notify.outcomes import Posted, RateLimited
 from metrics_center.notify.pacing import send_paced
-from metrics_center.notify.slack import render_group
-from metrics_center.notify.slack_api import (
-    EVENT_TYPE,
-    Posted,
-    RateLimited,
-    describe,
-    find_token,
-    post,
-    resolve_conversation,
-)
+from metrics_center.notify.slack_api import describe
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+    from metrics_center.notify.channels import Channel
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +66,17 @@ class Clock:
 class Group:
     group_key: str
     address: str
+    channel: str = "slack"
     ids: list[int] = field(default_factory=list)
     attempts: dict[int, int] = field(default_factory=dict)
     items: list[Item] = field(default_factory=list)
     oldest: datetime | None = None
     token: str | None = None
+
+    @property
+    def lane(self) -> str:
+        """What pacing spaces messages by: one conversation of one chat tool."""
+        return f"{self.channel}:{self.address}"
 
 
 @dataclass
@@ -88,10 +88,12 @@ class DeliveryRun:
     base_delay: timedelta
     max_delay: timedelta
     claim_timeout: timedelta
-    channel_interval: float
     #: Delivers an ``approval_update`` group (:func:`metrics_center.notify.message_updates.deliver_update`).
     send_update: Callable[[DeliveryRun, Group], float | None]
-    client: Any = None
+    #: The configured channels of this call by name; groups of the others wait (:func:`deliver_pending`).
+    channels: dict[str, Channel] = field(default_factory=dict)
+    #: Seconds between two messages to one conversation, for every channel (tests); None: each channel's own.
+    interval_override: float | None = None
     airflow_url: str | None = None
     counts: Counter[str] = field(default_factory=Counter)
     errors: dict[str, None] = field(default_factory=dict)
@@ -106,19 +108,33 @@ class DeliveryRun:
     def stale_groups(self) -> list[Group]:
         return self._groups(n.c.state == "sending", by_token=True)
 
+    def waiting_channels(self) -> set[str]:
+        """Channels with rows due or being sent (whether configured or not)."""
+        with self.engine.connect() as conn:
+            return set(
+                conn.execute(
+                    sa.select(n.c.channel)
+                    .where(n.c.state.in_(["pending", "sending"]), n.c.address.is_not(None))
+                    .where(n.c.next_attempt_at <= self.clock.now())
+                    .distinct()
+                ).scalars()
+            )
+
     def _groups(self, where: Any, *, by_token: bool = False) -> list[Group]:
         query = (
             sa.select(n.c.id, n.c.kind, n.c.payload, n.c.address, n.c.group_key, n.c.attempts)
-            .add_columns(n.c.created_at, n.c.delivery_token)
+            .add_columns(n.c.channel, n.c.created_at, n.c.delivery_token)
             .where(where, n.c.next_attempt_at <= self.clock.now())
+            .where(n.c.channel.in_(sorted(self.channels)))
             .order_by(n.c.next_attempt_at, n.c.id)
         )
-        groups: dict[tuple[str, str, str | None], Group] = {}
+        groups: dict[tuple[str, str, str, str | None], Group] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 token = row.delivery_token if by_token else None
                 group = groups.setdefault(
-                    (row.group_key, row.address, token), Group(row.group_key, row.address)
+                    (row.group_key, row.channel, row.address, token),
+                    Group(row.group_key, row.address, channel=row.channel),
                 )
                 group.ids.append(row.id)
                 group.attempts[row.id] = row.attempts
@@ -169,12 +185,14 @@ class DeliveryRun:
             where.append(n.c.delivery_token == token)
         if due is not None:
             where.append(n.c.next_attempt_at <= due)
-        with locked_transaction(self.engine, key=f"notification:{group.group_key}|{group.address}") as conn:
+        with locked_transaction(
+            self.engine, key=f"notification:{group.group_key}|{group.channel}|{group.address}"
+        ) as conn:
             if conn.execute(sa.update(n).where(*where).values(**values)).rowcount != len(ids):
                 raise LostClaim  # rolls the transaction back: all of the group or nothing
 
     def claim(self, group: Group) -> bool:
-        """``pending`` → ``sending`` with a fresh token, committed before Slack is called; False if taken."""
+        """``pending`` → ``sending`` with a fresh token, committed before the platform is called; False if taken."""
         token, now = secrets.token_hex(16), self.clock.now()
         try:
             self.update_rows(
@@ -266,8 +284,8 @@ class DeliveryRun:
             return
         self._count(dead=len(dead), retried=len(again), error=error)
 
-    def rate_limited(self, group: Group, retry_after: float) -> None:
-        """Slack refused to look at it (429): back to ``pending`` after ``Retry-After``, not counted as a try."""
+    def rate_limited(self, group: Group, retry_after: float, *, reason: str = "HTTP 429") -> None:
+        """The platform refused to look at it (429): back to ``pending`` after ``Retry-After``, not a try."""
         try:
             self.update_rows(
                 group,
@@ -277,7 +295,7 @@ class DeliveryRun:
                 state="pending",
                 attempts=n.c.attempts - 1,
                 next_attempt_at=self.clock.now() + timedelta(seconds=retry_after),
-                last_error=f"rate limited by Slack (HTTP 429), retry after {retry_after:g} s",
+                last_error=f"rate limited by {group.channel} ({reason}), retry after {retry_after:g} s",
             )
         except LostClaim:
             return
@@ -292,7 +310,7 @@ class DeliveryRun:
     # -- recovering a group that may have been posted --
 
     def recover(self, group: Group) -> None:
-        """Search the channel for the token of a ``sending`` group: delivered if found, else retried."""
+        """Settle a ``sending`` group whose outcome is unknown (see :mod:`metrics_center.notify.channels`)."""
         if is_update(group):  # updating a message is idempotent: due again now
             with contextlib.suppress(LostClaim):
                 self.update_rows(
@@ -307,48 +325,72 @@ class DeliveryRun:
             return
         if not self.lease(group):
             return
-        try:
-            channel = self.conversation_id(group.address)
-            ts = find_token(self.client, channel=channel, token=group.token or "", since=group.oldest)
-        except Exception as exc:
-            self.failed(
-                group,
-                error=f"cannot check whether Slack already has these notifications ({describe(exc)}); they "
-                "are not re-posted until it can — give the app the history scopes (README → Notifications)",
-                unverified=True,
-                count_try=True,
-            )
+        channel = self.channels[group.channel]
+        if channel.idempotent:  # the platform drops a second post under the same token
+            self.post(group, channel, counter="recovered")
             return
-        if ts is not None:
-            log.info(
-                "notifications %s were already in Slack (%s %s): marked delivered", group.ids, channel, ts
+        if channel.searchable:
+            try:
+                found = channel.find(
+                    address=group.address,
+                    conversation=self.known_conversation(group),
+                    token=group.token or "",
+                    since=group.oldest,
+                )
+            except Exception as exc:
+                self.failed(
+                    group,
+                    error=f"cannot check whether {group.channel} already has these notifications "
+                    f"({describe(exc)}); they are not re-posted until it can — give the app the history "
+                    "scopes (README → Notifications)",
+                    unverified=True,
+                    count_try=True,
+                )
+                return
+            if found is not None:
+                log.info(
+                    "notifications %s were already in %s (%s %s): marked delivered",
+                    group.ids,
+                    group.channel,
+                    found.channel,
+                    found.ts,
+                )
+                self.delivered(group, found, counter="recovered")
+                return
+        else:
+            log.warning(
+                "notifications %s may have reached %s %s before this deliverer died; it cannot be asked, so "
+                "they are sent again (at least once)",
+                group.ids,
+                group.channel,
+                group.address,
             )
-            self.delivered(group, Posted(channel=channel, ts=ts), counter="recovered")
-            return
         if max(group.attempts.values()) >= self.max_attempts:
             self.failed(
-                group, error="not delivered: the last try's outcome was unknown and Slack does not have it"
+                group,
+                error=f"not delivered: the last try's outcome was unknown and {group.channel} does not have it",
             )
             return
-        try:  # not in Slack: due again now, re-posted by this call under a fresh token
+        try:  # not there: due again now, re-posted by this call under a fresh token
             self.update_rows(
                 group, group.ids, was="sending", token=group.token, state="pending", next_attempt_at=_EPOCH
             )
         except LostClaim:
             return
 
-    def conversation_id(self, address: str) -> str:
-        """The conversation id ``conversations.history`` needs: the one last posted to, else asked of Slack."""
+    def known_conversation(self, group: Group) -> str | None:
+        """The conversation id the platform answered with when this address was last posted to."""
         with self.engine.connect() as conn:
-            known = conn.execute(
+            return conn.execute(
                 sa.select(n.c.slack_channel)
-                .where(n.c.address == address, n.c.slack_channel.is_not(None))
+                .where(
+                    n.c.channel == group.channel,
+                    n.c.address == group.address,
+                    n.c.slack_channel.is_not(None),
+                )
                 .order_by(n.c.id.desc())
                 .limit(1)
             ).scalar()
-        if known:
-            return known
-        return resolve_conversation(self.client, address=address)
 
     # -- delivering due groups --
 
@@ -357,31 +399,38 @@ class DeliveryRun:
             groups,
             send=self.deliver_group,
             workers=workers,
-            interval=self.channel_interval,
+            interval=self.interval_of,
             deadline=self.deadline,
             stop=self.stop,
         )
 
+    def interval_of(self, group: Group) -> float:
+        if self.interval_override is not None:
+            return self.interval_override
+        return self.channels[group.channel].interval
+
     def deliver_group(self, group: Group) -> float | None:
-        """Claim, post, record; the 429 ``Retry-After`` if Slack asked to wait, else None."""
-        if is_update(group):  # an approval message updated in place (chat.update), not a new message
+        """Claim, post, record; the ``Retry-After`` if the platform asked to wait, else None."""
+        if is_update(group):  # an approval message updated in place, not a new message
             return self.send_update(self, group)
         if not self.claim(group):
             return None
-        message = render_group(group.items, base_url=self.airflow_url)
-        outcome = post(
-            self.client,
-            channel=group.address,
-            text=message.text,
-            blocks=message.blocks,
-            metadata={"event_type": EVENT_TYPE, "event_payload": {"token": group.token}},
-        )
+        return self.post(group, self.channels[group.channel], counter="delivered")
+
+    def post(self, group: Group, channel: Channel, *, counter: str) -> float | None:
+        """Post a claimed (or leased) group under its token and record the outcome."""
+        try:
+            message = channel.render(group.items, base_url=self.airflow_url)
+        except Exception as exc:  # a rendering bug must not leave the group claimed forever
+            self.failed(group, error=f"cannot render for {group.channel}: {describe(exc)}")
+            return None
+        outcome = channel.post(address=group.address, message=message, token=group.token or "")
         if isinstance(outcome, Posted):
-            self.delivered(group, outcome, counter="delivered")
+            self.delivered(group, outcome, counter=counter)
             self._count(messages=1)
             return None
         if isinstance(outcome, RateLimited):
-            self.rate_limited(group, outcome.retry_after)
+            self.rate_limited(group, outcome.retry_after, reason=outcome.reason)
             return outcome.retry_after
         self.failed(group, error=outcome.error, unverified=not outcome.certain)
         if outcome.fatal:

@@ -1,8 +1,9 @@
-"""Approval messages edited in place after the decision: ``chat.update`` on every request and reminder.
+"""Approval messages edited in place after the decision: every request and reminder, on every channel.
 
-An ``approval_update`` row (enqueued by :mod:`metrics_center.notify.approval_followups`) posts nothing:
-it names the request/reminder rows whose Slack messages it rewrites, on their recorded ``slack_channel``
-and ``slack_ts``.
+An ``approval_update`` row (enqueued by :mod:`metrics_center.notify.approval_followups`) posts nothing new:
+it names the request/reminder rows whose messages it rewrites, on their recorded ``slack_channel`` and
+``slack_ts`` (every channel's conversation and message id) — ``chat.update`` on Slack, a card patch on
+Feishu; a robot or e-mail, which cannot edit, is sent the decided message once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import sqlalchemy as sa
 from metrics_center.mart.tables import notification as n
 from metrics_center.notify.blocks import as_dict
 from metrics_center.notify.delivery_run import LostClaim
-from metrics_center.notify.slack import render_group
-from metrics_center.notify.slack_api import Posted, RateLimited, update
+from metrics_center.notify.outcomes import Posted, RateLimited
 
 if TYPE_CHECKING:
     from metrics_center.notify.delivery_run import DeliveryRun, Group
@@ -55,17 +55,20 @@ def deliver_update(run: DeliveryRun, group: Group) -> float | None:
         return None
     if not run.claim(group):
         return None
-    message = render_group(group.items, base_url=run.airflow_url)
+    channel = run.channels[group.channel]
+    message = channel.render(group.items, base_url=run.airflow_url)
     outcome: Any = None
-    for channel, ts in sorted({(r.slack_channel, r.slack_ts) for r in rows}):
-        outcome = update(run.client, channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+    for conversation, message_id in sorted({(r.slack_channel, r.slack_ts) for r in rows}):
+        outcome = channel.edit(
+            conversation=conversation, message_id=message_id, address=group.address, message=message
+        )
         if not isinstance(outcome, Posted):
             break
     if isinstance(outcome, Posted):
         run.delivered(group, outcome, counter="delivered")
         return None
     if isinstance(outcome, RateLimited):
-        run.rate_limited(group, outcome.retry_after)
+        run.rate_limited(group, outcome.retry_after, reason=outcome.reason)
         return outcome.retry_after
     run.failed(group, error=outcome.error)
     if outcome.fatal:

@@ -7,11 +7,11 @@ a retried task write nothing twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from metrics_center.mart.tables import notification
+from metrics_center.notify.addresses import Recipient, metric_department_recipient
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -30,18 +30,9 @@ Kind = Literal[
 ]
 
 
-@dataclass(frozen=True)
-class Recipient:
-    """Who is told: a department (its channel) or a person (a DM); ``address`` is None when unknown."""
-
-    name: str
-    address: str | None
-
-
 def department_recipient(spec: MetricSpec, teams: Teams | None) -> Recipient:
-    """The metric's department channel, from ``_teams.yaml``."""
-    department = teams.departments.get(spec.department) if teams else None
-    return Recipient(name=spec.department, address=department.slack_channel if department else None)
+    """The metric's department (its group chats), from ``_teams.yaml``."""
+    return metric_department_recipient(spec, teams)
 
 
 def enqueue(
@@ -55,32 +46,41 @@ def enqueue(
     metric_key: str | None = None,
     run_id: str | None = None,
 ) -> bool:
-    """Add a pending notification inside the caller's transaction; False if ``dedupe_key`` exists.
+    """Add a pending notification per channel of the recipient inside the caller's transaction; False if
+    ``dedupe_key`` exists (for every channel).
 
-    ``group_key``: notifications sharing it (and an address) are delivered as one message, e.g. all
-    anomalies of one run for one channel.
+    ``group_key``: notifications sharing it (and a channel and address) are delivered as one message, e.g.
+    all anomalies of one run for one chat. A recipient without any address gets one unaddressed Slack row
+    (:func:`metrics_center.notify.deliver.readdress` gives it one later).
     """
     from sqlalchemy.dialects import postgresql, sqlite
 
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = datetime.now(UTC)
-    result = conn.execute(
-        insert(notification)
-        .values(
-            kind=kind,
-            dedupe_key=dedupe_key[:255],
-            metric_key=metric_key,
-            run_id=run_id,
-            recipient=recipient.name,
-            address=recipient.address,
-            group_key=group_key[:255],
-            payload=payload,
-            state="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
+    targets: dict[str, str | None] = {**recipient.for_kind(kind)} or {"slack": None}
+    added = False
+    for channel, address in targets.items():
+        # Slack keeps the key it always had, so rows written before other channels existed still dedupe.
+        key = dedupe_key if channel == "slack" else f"{dedupe_key[:240]}|{channel}"
+        result = conn.execute(
+            insert(notification)
+            .values(
+                kind=kind,
+                dedupe_key=key[:255],
+                metric_key=metric_key,
+                run_id=run_id,
+                recipient=recipient.name,
+                channel=channel,
+                address=address,
+                group_key=group_key[:255],
+                payload=payload,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(notification.c.id)
         )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(notification.c.id)
-    )
-    return result.scalar() is not None
+        added = result.scalar() is not None or added
+    return added

@@ -1,6 +1,6 @@
 """Per-channel pacing: worker threads send one message at a time per channel, spaced, until a deadline.
 
-Knows nothing of Slack or the outbox: an item is anything with an ``address`` (its channel), and
+Knows nothing of Slack or the outbox: an item is anything with a ``lane`` (one conversation), and
 ``send`` is called for each, returning the ``Retry-After`` Slack asked for, or None.
 """
 
@@ -15,10 +15,10 @@ from typing import Generic, Protocol, TypeVar
 
 
 class Addressed(Protocol):
-    """What pacing needs of an item: the channel it goes to."""
+    """What pacing needs of an item: the lane it goes down (one conversation of one chat tool)."""
 
     @property
-    def address(self) -> str: ...
+    def lane(self) -> str: ...
 
 
 T = TypeVar("T", bound=Addressed)
@@ -29,11 +29,11 @@ def send_paced(
     *,
     send: Callable[[T], float | None],
     workers: int,
-    interval: float,
+    interval: float | Callable[[T], float],
     deadline: float,
     stop: threading.Event,
 ) -> None:
-    """``send`` every item from ``workers`` threads, paced per address by a :class:`ChannelQueue`.
+    """``send`` every item from ``workers`` threads, paced per lane by a :class:`ChannelQueue`.
 
     ``send`` returns the seconds Slack asked to wait (HTTP 429): the item is then sent again after that
     long, if that is before ``deadline`` (a ``time.monotonic()`` value). Setting ``stop`` ends it early.
@@ -60,13 +60,22 @@ class ChannelQueue(Generic[T]):
     Channels are served earliest-allowed first, so one slow or rate-limited channel never holds up the others.
     """
 
-    def __init__(self, items: list[T], *, interval: float, deadline: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        items: list[T],
+        *,
+        interval: float | Callable[[T], float],
+        deadline: float,
+        stop: threading.Event,
+    ) -> None:
         self.queues: dict[str, deque[T]] = {}
+        self.spacing: dict[str, float] = {}
         for item in items:
-            self.queues.setdefault(item.address, deque()).append(item)
+            self.queues.setdefault(item.lane, deque()).append(item)
+            self.spacing[item.lane] = interval(item) if callable(interval) else interval
         self.ready_at = dict.fromkeys(self.queues, 0.0)
         self.busy: set[str] = set()
-        self.interval, self.deadline, self.stop = interval, deadline, stop
+        self.deadline, self.stop = deadline, stop
         self.cond = threading.Condition()
 
     def next(self) -> T | None:
@@ -93,14 +102,14 @@ class ChannelQueue(Generic[T]):
     def done(self, item: T, *, retry_after: float | None) -> None:
         """``item`` was answered: its channel is free again after ``interval`` (or ``retry_after``)."""
         with self.cond:
-            self.busy.discard(item.address)
+            self.busy.discard(item.lane)
             # From the answer, not the request: Slack counts arrivals, and requests take varying time.
-            self.ready_at[item.address] = time.monotonic() + self.interval
+            self.ready_at[item.lane] = time.monotonic() + self.spacing[item.lane]
             if retry_after is not None:
                 ready = time.monotonic() + retry_after
                 if ready <= self.deadline:
-                    self.queues[item.address].appendleft(item)  # due again by then
-                    self.ready_at[item.address] = max(self.ready_at[item.address], ready)
+                    self.queues[item.lane].appendleft(item)  # due again by then
+                    self.ready_at[item.lane] = max(self.ready_at[item.lane], ready)
                 else:
-                    self.queues[item.address].clear()  # this channel is done for this call
+                    self.queues[item.lane].clear()  # this channel is done for this call
             self.cond.notify_all()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from metrics_center import settings
+from metrics_center.notify.outcomes import Failed, Posted, RateLimited
+
+__all__ = ["EVENT_TYPE", "Failed", "Posted", "RateLimited", "find_token", "post", "slack_client", "update"]
 
 #: ``metadata.event_type`` of every message we post; ``event_payload.token`` is the row's delivery token.
 EVENT_TYPE = "metrics_center_notification"
@@ -37,30 +39,6 @@ _FIXES = {
 }
 _CONVERSATION_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{6,}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Posted:
-    """Slack accepted the message: where it is."""
-
-    channel: str
-    ts: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class RateLimited:
-    """Slack answered 429: nothing was posted; try again after ``retry_after`` seconds."""
-
-    retry_after: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class Failed:
-    """Slack refused the message, or its outcome is unknown."""
-
-    error: str
-    certain: bool  # True: Slack surely did not post it; False: it may have
-    fatal: bool = False  # the token or app is wrong: stop this call
 
 
 def slack_client(conn_id: str = settings.SLACK_CONN_ID) -> Any | None:

@@ -198,11 +198,13 @@ def _status_code(exc: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def team_addresses() -> dict[str, str | None]:
-    """Recipient → Slack address from ``_teams.yaml`` (departments' channels, people's user ids)."""
+def team_addresses() -> dict[str, tuple[str, str]]:
+    """Recipient → ``(channel, address)`` from ``_teams.yaml``: each person's and department's first chat
+    channel (Slack, Feishu, DingTalk, WeCom), else their e-mail."""
     from metrics_center import settings
     from metrics_center.definitions.loader import load_teams
     from metrics_center.errors import MetricsCenterError
+    from metrics_center.notify.addresses import CHAT_CHANNELS, EMAIL, current_addresses
 
     path = settings.metrics_dir() / "_teams.yaml"
     if not path.is_file():
@@ -212,10 +214,13 @@ def team_addresses() -> dict[str, str | None]:
     except MetricsCenterError as exc:
         log.warning("cannot read %s (%s): addresses are not refreshed", path, exc)
         return {}
-    return {
-        **{login: person.slack_user_id for login, person in teams.people.items()},
-        **{key: department.slack_channel for key, department in teams.departments.items()},
-    }
+    known = current_addresses(teams)
+    found: dict[str, tuple[str, str]] = {}
+    for channel in (*CHAT_CHANNELS, EMAIL):
+        for (recipient, where), address in known.items():
+            if where == channel and recipient not in found:
+                found[recipient] = (channel, address)
+    return found
 
 
 def _teams() -> Teams | None:

@@ -1,0 +1,50 @@
+"""Notifications go to several chat tools: each outbox row names its ``channel``.
+
+- ``notification.channel``: ``slack`` (every row before this revision), ``feishu``, ``dingtalk``, ``wecom``,
+  ``email`` or ``inbox`` (the demo's local file). ``address`` is an address *of that channel*: a Slack
+  channel or user id, a Feishu chat / open id, the Airflow connection id of a DingTalk or WeCom robot, an
+  e-mail address.
+- ``slack_channel`` / ``slack_ts`` keep their names (dashboards read them) but hold, for every channel, the
+  conversation and message id the platform answered with, so a message can be edited in place.
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("notification") as batch:
+        batch.add_column(
+            sa.Column(
+                "channel",
+                sa.String(16),
+                nullable=False,
+                server_default="slack",
+                comment="The chat tool this row goes to: slack, feishu, dingtalk, wecom, email or inbox.",
+            )
+        )
+        batch.alter_column(
+            "slack_channel",
+            existing_type=sa.String(64),
+            type_=sa.String(128),
+            comment="Conversation id the channel answered with (Slack channel id, Feishu chat id…).",
+        )
+        batch.alter_column(
+            "slack_ts",
+            existing_type=sa.String(64),
+            type_=sa.String(128),
+            comment="Message id the channel answered with (Slack ts, Feishu message id…).",
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("notification") as batch:
+        batch.drop_column("channel")

@@ -1,0 +1,82 @@
+"""E-mail as a :class:`~metrics_center.notify.channels.Channel`, through Airflow's SMTP provider.
+
+For people and departments with no chat address (or whose ``notify:`` names ``email``): the same evidence
+as the chat message, as HTML, with the links. The connection is ``metrics_center_smtp`` (host, port,
+login, password; extra ``from_email``); its ``retry_limit`` is forced to 0, since a retried ``sendmail``
+after the server took the message would send it twice — the outbox retries instead.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from metrics_center import settings
+from metrics_center.notify.blocks import Item
+from metrics_center.notify.markdown import Rich, from_blocks, html_of
+from metrics_center.notify.outcomes import Failed, Outcome, Posted
+from metrics_center.notify.slack import render_group
+
+
+@dataclass
+class EmailChannel:
+    conn_id: str = settings.SMTP_CONN_ID
+    interval: float = 0.2
+    name: str = "email"
+    searchable: bool = False
+    idempotent: bool = False
+
+    def render(self, items: Sequence[Item], *, base_url: str | None) -> Rich:
+        return from_blocks(render_group(items, base_url=base_url))
+
+    def post(self, *, address: str, message: Rich, token: str) -> Outcome:
+        try:
+            with _once_hook()(smtp_conn_id=self.conn_id) as hook:
+                hook.send_email_smtp(
+                    to=address,
+                    subject=f"[Metrics Center] {message.title}",
+                    html_content=html_of(message),
+                    custom_headers={"X-Metrics-Center-Ref": token},
+                )
+        except smtplib.SMTPRecipientsRefused as exc:
+            return Failed(error=f"the mail server refused {address}: {exc}", certain=True)
+        except (smtplib.SMTPConnectError, ConnectionRefusedError) as exc:
+            return Failed(error=f"cannot reach the mail server ({type(exc).__name__})", certain=True)
+        except Exception as exc:  # a dropped connection after DATA: it may have been sent
+            return Failed(
+                error=f"e-mail not confirmed ({type(exc).__name__}: {str(exc)[:200]})", certain=False
+            )
+        return Posted(channel=address, ts=token)
+
+    def edit(self, *, conversation: str, message_id: str, address: str, message: Rich) -> Outcome:
+        return self.post(address=address, message=message, token=message_id)
+
+    def find(
+        self, *, address: str, conversation: str | None, token: str, since: datetime | None
+    ) -> Posted | None:
+        return None
+
+
+def _once_hook() -> type:
+    """Airflow's ``SmtpHook`` that never retries ``sendmail`` itself."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    class OnceSmtpHook(SmtpHook):
+        @property
+        def smtp_retry_limit(self) -> int:
+            return 0
+
+    return OnceSmtpHook
+
+
+def smtp_configured(conn_id: str = settings.SMTP_CONN_ID) -> bool:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
