@@ -23,8 +23,8 @@ from slack_stub import TOKEN, Reply, SlackStub
 
 from metrics_center.mart.engine import create_mart_engine
 from metrics_center.mart.tables import notification as n
-from metrics_center.notify.deliver import EVENT_TYPE, deliver_pending, readdress, requeue
 from metrics_center.notify.addresses import Recipient
+from metrics_center.notify.deliver import EVENT_TYPE, deliver_pending, readdress, requeue
 from metrics_center.notify.outbox import enqueue
 
 SALES = Recipient.at("sales", "C0SALES01")
