@@ -81,11 +81,11 @@ def dingtalk_sign(secret: str, *, timestamp_ms: int) -> str:
 
 def robot_markdown(rich: Rich, *, keyword: str | None = None, ref: str | None = None) -> str:
     """The Markdown body both robots show: title, body, links, and the delivery reference."""
-    lines = [f"#### {rich.title}", "", rich.markdown]
+    lines = [f"#### {rich.title}", rich.markdown]
     lines += [f"[{label}]({url})" for label, url in rich.links]
     if ref:
         lines.append(f"<font color='comment'>ref {ref[:12]}</font>")
-    text = "\n\n".join(line for line in lines if line is not None)
+    text = "\n\n".join(line for line in lines if line)
     if keyword and keyword not in text:
         text += f"\n\n{keyword}"
     return cut_bytes(text, MAX_TEXT_BYTES)
