@@ -42,7 +42,7 @@ Decision = Literal[
     "refused_attempt",
 ]
 #: Where an answer came from: our Slack endpoint, our page, or Airflow's own UI/REST API.
-Via = Literal["slack", "page", "airflow"]
+Via = Literal["slack", "feishu", "page", "airflow"]
 #: What Airflow's HITL record said, as the approval task recorded it on resume.
 ANSWERS: frozenset[str] = frozenset(
     {"approved", "rejected", "approved_on_timeout", "rejected_on_timeout", "timed_out", "refused"}

@@ -91,6 +91,18 @@ def line_of(text: str, loc: Sequence[str | int]) -> int | None:
     return line
 
 
+#: Fixes for the chat addresses of ``_teams.yaml`` whose form is checked.
+_ADDRESS_FORMS = {
+    "feishu_chat_id": "copy the group's chat id (oc_ followed by letters and digits) from Feishu's group settings "
+    "or the im/v1/chats API",
+    "feishu_open_id": "use the person's open id in the Metrics Center app (ou_ followed by letters and digits)",
+    "feishu_union_id": "use the person's union id (on_ followed by letters and digits)",
+    "slack_user_id": "use the member id from the person's Slack profile (U… or W…, capital letters and digits)",
+    "dingtalk_webhook": "name the Airflow connection that holds the robot's token (letters, digits, _ . -)",
+    "wecom_webhook": "name the Airflow connection that holds the robot's key (letters, digits, _ . -)",
+    "email": "write one e-mail address, e.g. data-team@example.com",
+}
+
 _SOURCE_KINDS = (SqlSource.__name__, FileSource.__name__, MetricSource.__name__)
 
 
@@ -146,6 +158,9 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
             if loc and loc[-1] == "expect":
                 message = f"{err['input']!r} is not an expectation name"
                 fix = "use a Great Expectations name such as expect_column_values_to_not_be_null"
+            elif loc and str(loc[-1]) in _ADDRESS_FORMS:
+                message = f"{err['input']!r} is not a {loc[-1]}"
+                fix = _ADDRESS_FORMS[str(loc[-1])]
             else:
                 message = f"{err['input']!r} is not a safe identifier"
         if raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in _SOURCE_KINDS:

@@ -186,6 +186,18 @@ slack_request = sa.Table(
     sa.Column("received_at", TS),
 )
 
+chat_request_refusal = sa.Table(
+    "chat_request_refusal",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("channel", sa.String(16)),
+    sa.Column("reason", sa.Text),
+    sa.Column("status", sa.Integer),
+    sa.Column("remote", sa.String(64)),
+    sa.Column("body_sha256", sa.String(64)),
+    sa.Column("received_at", TS),
+)
+
 mart_reader = sa.Table(
     "mart_reader",
     metadata,

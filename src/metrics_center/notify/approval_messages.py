@@ -107,9 +107,12 @@ def decision_line(decision: Mapping[str, Any]) -> str:
     """``✅ Approved by Bob Li at 2026-11-27 10:02 UTC via Slack`` (mrkdwn)."""
     outcome, who = str(decision.get("outcome") or ""), esc(str(decision.get("by") or "someone"))
     when = f" at {_when(decision.get('at'))}" if decision.get("at") else ""
-    via = {"slack": " via Slack", "page": " on the Metrics Center page", "airflow": " in Airflow"}.get(
-        str(decision.get("via") or ""), ""
-    )
+    via = {
+        "slack": " via Slack",
+        "feishu": " via Feishu",
+        "page": " on the Metrics Center page",
+        "airflow": " in Airflow",
+    }.get(str(decision.get("via") or ""), "")
     reason = f"\n>{esc(cut(str(decision['reason']), 500))}" if decision.get("reason") else ""
     detail = esc(cut(str(decision.get("detail") or ""), 500))
     lines = {

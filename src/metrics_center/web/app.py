@@ -1,4 +1,4 @@
-"""The FastAPI app the plugin mounts at ``/metrics-center``: pages, their JSON API and the Slack endpoint.
+"""The FastAPI app the plugin mounts at ``/metrics-center``: pages, their JSON API and the chat callbacks.
 
 Airflow imports every plugin in every component — also in each task's process — so importing this
 module costs nothing: :func:`lazy_app` builds the real app (FastAPI, Airflow's auth, templates) on the
@@ -34,12 +34,13 @@ def create_app() -> FastAPI:
     """The app, without its own OpenAPI schema or docs (they would be served without auth)."""
     from fastapi import FastAPI
 
-    from metrics_center.web import api, pages, slack_actions
+    from metrics_center.web import api, feishu_actions, pages, slack_actions
 
     app = FastAPI(title="Metrics Center", openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(api.router, prefix="/api")
     app.include_router(pages.router)
     app.include_router(slack_actions.router)
+    app.include_router(feishu_actions.router)
     pages.install_error_pages(app)
 
     @app.middleware("http")

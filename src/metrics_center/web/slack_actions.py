@@ -10,10 +10,12 @@ to a worker thread: :mod:`metrics_center.web.slack_answers`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any
@@ -49,11 +51,18 @@ YIELD_MAX_S = 0.5
 @router.post("/slack/interactions", include_in_schema=False)
 async def slack_interactions(request: Request) -> Response:
     """Verify, refuse replays, acknowledge; the click itself is handled after the answer is sent."""
+    with in_flight():
+        return await _interaction(request)
+
+
+@contextlib.contextmanager
+def in_flight() -> Iterator[None]:
+    """Count a request being acknowledged: the worker threads let acknowledgements go first."""
     global _in_flight
     with _state_lock:
         _in_flight += 1
     try:
-        return await _interaction(request)
+        yield
     finally:
         with _state_lock:
             _in_flight -= 1
@@ -64,16 +73,22 @@ async def _interaction(request: Request) -> Response:
 
     length = request.headers.get("content-length") or ""
     if length.isdigit() and int(length) > MAX_BODY:
-        return _refuse(413, f"request body over {MAX_BODY} bytes: not a Slack interaction")
+        return await _refuse(
+            413, f"request body over {MAX_BODY} bytes: not a Slack interaction", request, b""
+        )
     body = await request.body()
     if len(body) > MAX_BODY:
-        return _refuse(413, f"request body over {MAX_BODY} bytes: not a Slack interaction")
+        return await _refuse(
+            413, f"request body over {MAX_BODY} bytes: not a Slack interaction", request, b""
+        )
     secret = _cached_secret() or await anyio.to_thread.run_sync(signing_secret)
     if not secret:
-        return _refuse(
+        return await _refuse(
             503,
             f"the Slack signing secret is not configured: add the extra signing_secret (Slack app → Basic "
             f"Information → Signing Secret) to the connection {settings.SLACK_CONN_ID}",
+            request,
+            body,
         )
     timestamp = request.headers.get("x-slack-request-timestamp")
     signature = request.headers.get("x-slack-signature")
@@ -81,14 +96,18 @@ async def _interaction(request: Request) -> Response:
         secret=secret, body=body, timestamp=timestamp, signature=signature, now=time.time()
     )
     if problem:
-        return _refuse(401, problem)
+        return await _refuse(401, problem, request, body)
     assert timestamp is not None and signature is not None
     fresh = await anyio.to_thread.run_sync(partial(_remember, signature, int(timestamp)))
     if not fresh:
-        return _refuse(401, "replayed request: a request with this signature was already received")
+        return await _refuse(
+            401, "replayed request: a request with this signature was already received", request, body
+        )
     payload = parse_payload(body)
     if payload is None:
-        return _refuse(400, "no interaction payload: Slack sends a form field `payload` holding JSON")
+        return await _refuse(
+            400, "no interaction payload: Slack sends a form field `payload` holding JSON", request, body
+        )
     if payload.get("type") == "view_submission":
         from metrics_center.web.slack_answers import reason_errors
 
@@ -165,15 +184,16 @@ def forget_cached_secret() -> None:
     _secret = None
 
 
-def submit(payload: dict[str, Any]) -> Future[None]:
-    """Handle an acknowledged interaction in a worker thread of this process."""
-    from metrics_center.web.slack_answers import handle_interaction
+def submit(payload: dict[str, Any], work: Callable[[dict[str, Any]], None] | None = None) -> Future[None]:
+    """Handle an acknowledged interaction in a worker thread of this process (``work``: default Slack's)."""
+    if work is None:
+        from metrics_center.web.slack_answers import handle_interaction as work
 
     global _pool
     with _state_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="slack-interaction")
-        future = _pool.submit(_after_acks, handle_interaction, payload)
+            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="chat-interaction")
+        future = _pool.submit(_after_acks, work, payload)
         _pending.add(future)
     future.add_done_callback(_pending.discard)
     return future
@@ -203,6 +223,24 @@ def _remember(signature: str, request_ts: int) -> bool:
     return remember_request(get_engine(), signature=signature, request_ts=request_ts)
 
 
-def _refuse(status: int, message: str) -> JSONResponse:
+async def _refuse(status: int, message: str, request: Request, body: bytes) -> JSONResponse:
+    """Answer the refusal, and keep it in ``chat_request_refusal`` (off the event loop)."""
+    import anyio
+
     log.warning("Slack interaction refused (%s): %s", status, message)
+    remote = request.client.host if request.client else None
+    await anyio.to_thread.run_sync(
+        partial(refused, channel="slack", reason=message, status=status, remote=remote, body=body)
+    )
     return JSONResponse({"error": message}, status_code=status)
+
+
+def refused(*, channel: str, reason: str, status: int, remote: str | None, body: bytes) -> None:
+    from metrics_center.mart.engine import get_engine
+    from metrics_center.notify.slack_replay import record_refusal
+
+    try:
+        engine = get_engine()
+    except Exception:  # no mart configured: the log line above is the record
+        return
+    record_refusal(engine, channel=channel, reason=reason, status=status, remote=remote, body=body)

@@ -6,6 +6,8 @@
   e-mail address.
 - ``slack_channel`` / ``slack_ts`` keep their names (dashboards read them) but hold, for every channel, the
   conversation and message id the platform answered with, so a message can be edited in place.
+- ``chat_request_refusal``: every chat callback refused before it was read (forged, stale, replayed,
+  oversized), kept for the security review: which chat, why, from where, and a digest of the body.
 
 Revision ID: 0008
 Revises: 0007
@@ -44,7 +46,22 @@ def upgrade() -> None:
             comment="Message id the channel answered with (Slack ts, Feishu message id…).",
         )
 
+    op.create_table(
+        "chat_request_refusal",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("channel", sa.String(16), nullable=False, comment="slack or feishu."),
+        sa.Column("reason", sa.Text, nullable=False, comment="Why it was refused, as answered."),
+        sa.Column("status", sa.Integer, nullable=False, comment="The HTTP status answered."),
+        sa.Column("remote", sa.String(64), comment="The client address the api-server saw."),
+        sa.Column("body_sha256", sa.String(64), comment="Digest of the body (the body itself is not kept)."),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        comment="Chat callbacks refused before being read: forged, stale, replayed or oversized requests.",
+    )
+    op.create_index("ix_chat_request_refusal_received", "chat_request_refusal", ["received_at"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_chat_request_refusal_received", "chat_request_refusal")
+    op.drop_table("chat_request_refusal")
     with op.batch_alter_table("notification") as batch:
         batch.drop_column("channel")
