@@ -28,7 +28,7 @@ from slack_support import BASE_URL, app_client
 
 from metrics_center.mart.tables import approval_event, chat_request_refusal, slack_request
 from metrics_center.mart.tables import notification as n
-from metrics_center.web.feishu_actions import forget_cached_app
+from metrics_center.notify.feishu import forget_cached_feishu_app as forget_cached_app
 from metrics_center.web.slack_actions import wait_for_work
 
 URL = "/metrics-center/feishu/card"

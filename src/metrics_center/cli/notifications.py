@@ -1,8 +1,9 @@
-"""``metrics-center notifications``: the outbox — list, deliver what is due, requeue dead rows."""
+"""``metrics-center notifications``: the outbox — list, deliver what is due, requeue dead rows, read the inbox."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from metrics_center.cli.groups import command_group
@@ -23,7 +24,7 @@ def _notifications_list(args: argparse.Namespace) -> int:
         rows = conn.execute(query).all()
         counts = dict(conn.execute(sa.select(n.c.state, sa.func.count()).group_by(n.c.state)).all())
     for row in reversed(rows):
-        to = f"{row.recipient} → {row.address or '(no Slack address)'}"
+        to = f"{row.recipient} → {row.channel} {row.address or '(no address)'}"
         when = (
             f"next {row.next_attempt_at:%Y-%m-%d %H:%M}" if row.state != "delivered" else f"ts {row.slack_ts}"
         )
@@ -44,7 +45,7 @@ def _notifications_deliver(args: argparse.Namespace) -> int:
     print(
         f"{report.delivered} delivered in {report.messages} message(s), {report.recovered} recovered, "
         f"{report.retried} to retry, {report.dead} dead now ({report.dead_total} in all), {report.pending} "
-        f"pending ({report.unaddressed} without a Slack address)"
+        f"pending ({report.unaddressed} without an address)"
     )
     for line in ([report.skipped] if report.skipped else []) + list(report.errors):
         print(f"metrics-center notifications deliver: {line}", file=sys.stderr)
@@ -60,8 +61,42 @@ def _notifications_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notifications_inbox(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metrics_center import settings
+    from metrics_center.notify.inbox import read_inbox, readable
+
+    folder = Path(args.folder) if args.folder else settings.inbox_dir()
+    if folder is None:
+        print(
+            "metrics-center notifications inbox: no inbox — set METRICS_CENTER_INBOX to a folder (make demo "
+            "uses .airflow/inbox), or pass --folder",
+            file=sys.stderr,
+        )
+        return 2
+    entries = read_inbox(folder, channel=args.channel)
+    for entry in entries[-args.limit :]:
+        print(readable(entry), end="")
+        if args.wire:
+            print(json.dumps(entry.get("wire"), ensure_ascii=False, indent=2))
+    print(f"\n{len(entries)} message(s) in {folder}", file=sys.stderr)
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    notifications_sub = command_group(sub, "notifications", help="the outbox of Slack notifications")
+    notifications_sub = command_group(
+        sub, "notifications", help="the outbox of notifications (Slack, Feishu, DingTalk, WeCom, e-mail)"
+    )
+    inbox = notifications_sub.add_parser(
+        "inbox",
+        help="what each channel would have received, where no connection is configured (METRICS_CENTER_INBOX)",
+    )
+    inbox.add_argument("--channel", choices=["slack", "feishu", "dingtalk", "wecom", "email"])
+    inbox.add_argument("--limit", type=int, default=20, help="the last N messages (default 20)")
+    inbox.add_argument("--wire", action="store_true", help="also print the body the platform's API would get")
+    inbox.add_argument("--folder", help="the inbox folder (default: METRICS_CENTER_INBOX)")
+    inbox.set_defaults(func=_notifications_inbox)
     url_help = "mart SQLAlchemy URL (default: connection metrics_mart / SQLite)"
     listing = notifications_sub.add_parser("list", help="show notifications (default: those not delivered)")
     listing.add_argument(
@@ -75,7 +110,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     deliver = notifications_sub.add_parser(
         "deliver",
         help="deliver what is due now (what the maintenance DAG does every 5 minutes)",
-        description="Needs the Airflow connection metrics_center_slack (e.g. AIRFLOW_CONN_METRICS_CENTER_SLACK).",
+        description="Uses the Airflow connections metrics_center_slack, metrics_center_feishu, "
+        "metrics_center_smtp and the robots' connections named in _teams.yaml; with METRICS_CENTER_INBOX set, "
+        "channels without a connection write to that folder.",
     )
     deliver.add_argument("--max-attempts", type=int, default=10)
     deliver.add_argument("--url", help=url_help)

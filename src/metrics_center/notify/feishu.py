@@ -12,6 +12,7 @@ with the same uuid within an hour, so a delivery interrupted after sending is si
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,27 @@ def feishu_app(conn_id: str = settings.FEISHU_CONN_ID) -> FeishuApp | None:
         verification_token=extra.get("verification_token") or None,
         encrypt_key=extra.get("encrypt_key") or None,
     )
+
+
+#: Seconds the app read from its connection is kept by the callback (a rotated key applies after this).
+APP_TTL_S = 60.0
+_cached: tuple[float, FeishuApp | None] | None = None
+
+
+def cached_feishu_app() -> FeishuApp | None:
+    """:func:`feishu_app`, re-read at most every :data:`APP_TTL_S` seconds."""
+    global _cached
+    cached = _cached
+    if cached is not None and time.monotonic() - cached[0] < APP_TTL_S:
+        return cached[1]
+    _cached = (time.monotonic(), feishu_app())
+    return _cached[1]
+
+
+def forget_cached_feishu_app() -> None:
+    """Read the connection again on the next callback (after changing it)."""
+    global _cached
+    _cached = None
 
 
 def feishu_client(app: FeishuApp) -> Any:

@@ -31,15 +31,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from metrics_center import settings
+from metrics_center.notify.feishu import cached_feishu_app, forget_cached_feishu_app
+
+__all__ = ["check_signature", "decrypt", "forget_cached_feishu_app", "router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 STALE_S = 300
 MAX_BODY = 1_000_000
-APP_TTL_S = 60.0
-
-_app: tuple[float, Any] | None = None
 
 
 @router.post("/feishu/card", include_in_schema=False)
@@ -59,7 +59,7 @@ async def feishu_card(request: Request) -> Response:
             return await _refuse(
                 413, f"request body over {MAX_BODY} bytes: not a Feishu callback", request, b""
             )
-        app = await anyio.to_thread.run_sync(cached_app)
+        app = await anyio.to_thread.run_sync(cached_feishu_app)
         if app is None or not app.encrypt_key or not app.verification_token:
             return await _refuse(
                 503,
@@ -160,23 +160,6 @@ def check_signature(
             f"extra of the connection {settings.FEISHU_CONN_ID})"
         )
     return None
-
-
-def cached_app() -> Any:
-    """The Feishu app of the connection, re-read at most every :data:`APP_TTL_S` seconds."""
-    global _app
-    cached = _app
-    if cached is not None and time.monotonic() - cached[0] < APP_TTL_S:
-        return cached[1]
-    from metrics_center.notify.feishu import feishu_app
-
-    _app = (time.monotonic(), feishu_app())
-    return _app[1]
-
-
-def forget_cached_app() -> None:
-    global _app
-    _app = None
 
 
 def _remember(key: str, request_ts: int) -> bool:

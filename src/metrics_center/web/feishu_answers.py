@@ -39,13 +39,12 @@ def early_toast(event: dict[str, Any]) -> dict[str, str] | None:
 
 def handle_card_action(event: dict[str, Any]) -> None:
     """Act on one verified ``card.action.trigger`` event (in a worker thread)."""
-    from metrics_center.notify.feishu import feishu_client
-    from metrics_center.web.feishu_actions import cached_app
+    from metrics_center.notify.feishu import cached_feishu_app, feishu_client
 
     body = event.get("event") or {}
     operator = body.get("operator") or {}
     context = body.get("context") or {}
-    app = cached_app()
+    app = cached_feishu_app()
     clicker = FeishuClicker(
         client=feishu_client(app) if app is not None else None,
         open_id=str(operator.get("open_id") or ""),
