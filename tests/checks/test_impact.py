@@ -187,12 +187,16 @@ def test_a_breaking_version_is_previewed_and_announced_once_to_everyone_who_depe
     assert summary["added"] == summary["removed"] == 0
     assert summary["affected_combinations"] == sum(1 for r in _values(mart) if r == "east")
 
-    # … told once each: the owner's department, the subscribers, and refund_rate_daily's owner (dave, a DM).
-    assert sorted((r.recipient, r.address) for r in rows) == [
-        ("dave", "U0DAVE001"),
-        ("finance", "#finance-metrics"),
-        ("marketing", "#marketing-metrics"),
-        ("sales", "#sales-metrics"),
+    # … told once each: the owner's department (in each of its chats), the subscribers, and refund_rate_daily's
+    # owner (dave, a DM).
+    assert sorted((r.recipient, r.channel, r.address) for r in rows) == [
+        ("dave", "slack", "U0DAVE001"),
+        ("finance", "slack", "#finance-metrics"),
+        ("marketing", "slack", "#marketing-metrics"),
+        ("sales", "dingtalk", "sales_dingtalk"),
+        ("sales", "feishu", "oc_salesmetrics0001"),
+        ("sales", "slack", "#sales-metrics"),
+        ("sales", "wecom", "sales_wecom"),
     ]
     payload = rows[0].payload
     assert (payload["old_version"], payload["new_version"], payload["breaking"]) == (1, 2, True)
@@ -243,7 +247,7 @@ def test_a_failed_preview_still_announces_and_a_non_breaking_version_needs_none(
             .scalar()
             .startswith("metrics/gmv_daily_v2.sql failed")
         )
-        assert conn.execute(sa.select(sa.func.count()).select_from(notification)).scalar() == 4
+        assert conn.execute(sa.select(sa.func.count()).select_from(notification)).scalar() == 7  # 4 + 3 chats
 
     lead = v1.model_copy(
         update={"key": "gmv_copy", "description": "GMV again, in other words.", "version": 1}
@@ -253,7 +257,7 @@ def test_a_failed_preview_still_announces_and_a_non_breaking_version_needs_none(
     # A new metric: claimed (never announced again) but broadcast to nobody, nothing to compare.
     assert (first["announced"], first["notifications"], first["preview"]) == ("now", 0, None)
     with mart.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(notification)).scalar() == 4
+        assert conn.execute(sa.select(sa.func.count()).select_from(notification)).scalar() == 7  # 4 + 3 chats
 
 
 @pytest.mark.parametrize("mart", ["postgres", "sqlite"], indirect=True)

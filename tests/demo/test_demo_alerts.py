@@ -1,5 +1,6 @@
-"""What a newcomer sees in `make demo`: the planted anomaly and settlement gap, in the approval evidence
-and as pending alerts in the mart's outbox (no Slack configured: nothing fails, nothing is lost)."""
+"""What a newcomer sees in `make demo`: the planted anomaly and settlement gap, in the approval evidence,
+as alerts in the mart's outbox for each of the sales department's chats, and — with no chat account at all —
+in the local inbox: the Feishu card and the DingTalk message those chats would have received."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from metrics_center.settings import metrics_dir, sql_dir
 
 @pytest.mark.parametrize("mart", ["sqlite"], indirect=True)
 @pytest.mark.usefixtures("airflow_db")
-def test_the_demo_shows_the_planted_anomaly_and_settlement_gap(mart, demo_data):
+def test_the_demo_shows_the_planted_anomaly_and_settlement_gap(mart, demo_data, tmp_path, monkeypatch):
     spec = load_catalog(metrics_dir(), sql_root=sql_dir()).metrics["gmv_daily"].spec
     seed_history(engine=mart, specs=[spec], first=date(2026, 9, 1), end=date(2026, 11, 27))
     responder = Responder(
@@ -40,15 +41,31 @@ def test_the_demo_shows_the_planted_anomaly_and_settlement_gap(mart, demo_data):
     with mart.connect() as conn:
         anomalies = conn.execute(sa.text("SELECT dimensions, score FROM anomaly")).all()
         alerts = conn.execute(
-            sa.text("SELECT kind, address, state, payload FROM notification ORDER BY id")
+            sa.text("SELECT kind, channel, address, state, payload FROM notification ORDER BY id")
         ).all()
     assert [json.loads(a.dimensions) for a in anomalies] == [{"channel": channel, "region": region}]
     assert anomalies[0].score > 3
-    assert [(a.kind, a.address, a.state) for a in alerts] == [
-        ("anomaly", "#sales-metrics", "pending"),
-        ("reconciliation", "#sales-metrics", "pending"),
-        ("approval_request", "U0BOB0001", "pending"),  # bob is asked by DM (his Slack id in _teams.yaml)
+    chats = [("slack", "#sales-metrics"), ("feishu", "oc_salesmetrics0001")]
+    chats += [("dingtalk", "sales_dingtalk"), ("wecom", "sales_wecom")]
+    assert [(a.kind, a.channel, a.address, a.state) for a in alerts] == [
+        *[("anomaly", c, address, "pending") for c, address in chats],
+        *[("reconciliation", c, address, "pending") for c, address in chats],
+        ("approval_request", "slack", "U0BOB0001", "pending"),  # bob is asked by DM (his Slack id)
     ]
-    mismatch = json.loads(alerts[1].payload)
+    mismatch = json.loads(alerts[4].payload)
     outside = [r["dimensions"]["region"] for r in mismatch["rows"] if not r["within"]]
     assert outside == [PLANTED_SETTLEMENT_GAP[0]]
+
+    # No chat account anywhere: `make demo` delivers into the local inbox instead.
+    from metrics_center.notify.deliver import deliver_pending
+    from metrics_center.notify.inbox import read_inbox
+
+    monkeypatch.setenv("METRICS_CENTER_INBOX", str(tmp_path / "inbox"))
+    report = deliver_pending(mart, channel_interval=0.0, time_budget=30, airflow_url="")
+    assert report.delivered == len(alerts) and not report.errors
+    inbox = read_inbox(tmp_path / "inbox")
+    card = next(e["wire"] for e in inbox if e["channel"] == "feishu")
+    assert card["schema"] == "2.0" and f"region={region}" in json.dumps(card, ensure_ascii=False)
+    robot = next(e["wire"] for e in inbox if e["channel"] == "dingtalk")
+    assert robot["msgtype"] == "markdown" and f"region={region}" in robot["markdown"]["text"]
+    assert {e["channel"] for e in inbox} == {"slack", "feishu", "dingtalk", "wecom"}

@@ -375,13 +375,13 @@ def test_cli_lists_delivers_and_requeues(mart, stub, capsys):
     assert cli.main(["notifications", "deliver", "--max-attempts", "1"]) == 0
     out, err = capsys.readouterr()
     assert "0 delivered in 0 message(s)" in out and "1 dead now (1 in all)" in out
-    assert "1 pending (1 without a Slack address)" in out
+    assert "1 pending (1 without an address)" in out
     assert "is_archived — unarchive the channel" in err
 
     assert cli.main(["notifications", "list"]) == 0
     out = capsys.readouterr().out
-    assert "pending   anomaly          gmv_daily                ops → (no Slack address)  tries 0" in out
-    assert "dead      anomaly          gmv_daily                sales → C0SALES01  tries 1" in out
+    assert "pending   anomaly          gmv_daily                ops → slack (no address)  tries 0" in out
+    assert "dead      anomaly          gmv_daily                sales → slack C0SALES01  tries 1" in out
     assert out.strip().endswith("1 pending, 0 sending, 0 delivered, 1 dead")
 
     assert cli.main(["notifications", "requeue"]) == 0

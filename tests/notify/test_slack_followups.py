@@ -43,8 +43,9 @@ def _catalog(*, without_slack: tuple[str, ...] = (), without_channel: tuple[str,
     data = catalog.teams.model_dump()
     for person in without_slack:
         data["people"][person]["slack_user_id"] = None
-    for department in without_channel:
-        data["departments"][department]["slack_channel"] = None
+    for department in without_channel:  # no chat at all
+        for chat in ("slack_channel", "feishu_chat_id", "dingtalk_webhook", "wecom_webhook"):
+            data["departments"][department][chat] = None
     return catalog.metrics["gmv_daily"].spec, Teams.model_validate(data)
 
 
@@ -119,7 +120,11 @@ def test_without_a_slack_id_or_any_channel_the_request_waits_for_an_address(mart
     assert approver_recipient("carol", spec=spec, teams=teams).addresses == {}
     assert approver_recipient("dave", spec=spec, teams=teams).addresses == {"slack": "U0DAVE001"}
     _, teams = _catalog(without_slack=("carol",), without_channel=("finance",))
-    assert approver_recipient("carol", spec=spec, teams=teams).addresses == {"slack": "#sales-metrics"}
+    # the metric's department: its chats that take approval requests (notify: in _teams.yaml)
+    assert approver_recipient("carol", spec=spec, teams=teams).for_kind("approval_request") == {
+        "slack": "#sales-metrics",
+        "feishu": "oc_salesmetrics0001",
+    }
 
 
 def test_a_reminder_is_sent_once_per_try_and_only_while_the_stage_waits(mart, stub):

@@ -53,7 +53,12 @@ def demo_setup(*, environ: Mapping[str, str]) -> DemoSetup:
         host=host,
         passwords={"admin": "admin", **{p: p for p in PEOPLE}},
         roles={"admin": "admin", **{p: "user" for p in PEOPLE}},
-        extra={"METRICS_CENTER_DATA_ROOT": str(data_root), "AIRFLOW_CONN_SALES_DB": json.dumps(sales_db)},
+        extra={
+            "METRICS_CENTER_DATA_ROOT": str(data_root),
+            "AIRFLOW_CONN_SALES_DB": json.dumps(sales_db),
+            # Channels without a connection write what they would have sent here (notifications inbox).
+            "METRICS_CENTER_INBOX": environ.get("METRICS_CENTER_INBOX", str(home / "inbox")),
+        },
     )
     return DemoSetup(home=home, host=host, port=port, env=env)
 
@@ -138,6 +143,8 @@ def main() -> int:
         "\n  starts by itself for the day both published (Airflow Assets); carol approves it"
         f"\n  the mart (SQLite): {home / 'metrics_mart.db'} — one relation per metric, e.g. metrics__gmv_daily;"
         "\n  BI: `make superset` in another terminal (Superset 6.1 on http://127.0.0.1:8088, admin/admin)"
+        f"\n  chats: no Slack / Feishu / DingTalk / WeCom account needed — what each would have received is in"
+        f"\n         {home / 'inbox'} (feishu.md, dingtalk.md …; `metrics-center notifications inbox`)"
         "\n\nCtrl-C stops everything.",
         flush=True,
     )
