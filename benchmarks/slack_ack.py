@@ -66,7 +66,7 @@ os.environ.pop("AIRFLOW_CONN_METRICS_MART", None)
 sys.path.insert(0, str(_REPO / "tests"))
 
 import sqlalchemy as sa  # noqa: E402
-from test_slack_support import SIGNING_SECRET, InteractiveSlackStub, form, signed  # noqa: E402
+from slack_support import SIGNING_SECRET, InteractiveSlackStub, form, signed  # noqa: E402
 
 PG_ADMIN = os.environ.get("METRICS_CENTER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROUTE = "/metrics-center/slack/interactions"

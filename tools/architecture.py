@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT_PACKAGE = "metrics_center"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 BEGIN, END = "<!-- imports:begin (make architecture) -->", "<!-- imports:end -->"
-#: Layers top to bottom, as in pyproject's import-linter contract; settings and errors (imported by
+#: Layers top to bottom, as in pyproject's import-linter contract; settings, errors and i18n (imported by
 #: nearly everything) are left out of the picture to keep it readable.
 LAYERS = [
     ["cli"],
@@ -26,7 +26,7 @@ LAYERS = [
     ["mart"],
     ["definitions", "observability"],
 ]
-FOUNDATION = {"settings", "errors"}
+FOUNDATION = {"settings", "errors", "i18n"}
 
 
 def layer_of(module: str) -> str:

@@ -68,7 +68,7 @@ def test_people_without_slack_ids_are_asked_together_in_the_channel():
         ),
     ]
     text = json.dumps(render_group(items).blocks, ensure_ascii=False)
-    assert "Asked: Carol Zhang, Dave Chen (no Slack user id in _teams.yaml: posted here)." in text
+    assert "Asked: Carol Zhang, Dave Chen (no chat id of theirs in _teams.yaml: posted here)." in text
 
 
 def test_update_says_who_what_when_and_drops_the_buttons():

@@ -170,6 +170,7 @@ notification = sa.Table(
     sa.Column("delivery_token", sa.String(64)),
     sa.Column("last_error", sa.Text),
     sa.Column("channel", sa.String(16)),
+    sa.Column("locale", sa.String(16)),
     sa.Column(
         "slack_channel", sa.String(128)
     ),  # every channel's conversation id (named before there were others)
@@ -191,6 +192,7 @@ chat_request_refusal = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("channel", sa.String(16)),
+    sa.Column("locale", sa.String(16)),
     sa.Column("reason", sa.Text),
     sa.Column("status", sa.Integer),
     sa.Column("remote", sa.String(64)),

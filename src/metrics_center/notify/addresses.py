@@ -30,11 +30,15 @@ class Recipient:
     name: str
     addresses: Mapping[str, str] = field(default_factory=dict)
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The language they read (``locale:`` of the person, else of their department); None: English.
+    locale: str | None = None
 
     @classmethod
-    def at(cls, name: str, address: str | None, *, channel: str = "slack") -> Recipient:
+    def at(
+        cls, name: str, address: str | None, *, channel: str = "slack", locale: str | None = None
+    ) -> Recipient:
         """A recipient with one address (or none) on one channel."""
-        return cls(name=name, addresses={channel: address} if address else {})
+        return cls(name=name, addresses={channel: address} if address else {}, locale=locale)
 
     def for_kind(self, kind: str) -> dict[str, str]:
         """The addresses a message of ``kind`` goes to."""
@@ -52,7 +56,12 @@ def department_recipient(teams: Teams | None, key: str) -> Recipient:
     department = teams.departments.get(key) if teams else None
     if department is None:
         return Recipient(name=key)
-    return Recipient(name=key, addresses=_department_addresses(department), routes=_routes(department))
+    return Recipient(
+        name=key,
+        addresses=_department_addresses(department),
+        routes=_routes(department),
+        locale=department.locale,
+    )
 
 
 def metric_department_recipient(spec: MetricSpec, teams: Teams | None) -> Recipient:
@@ -70,13 +79,16 @@ def person_recipient(
     if person is None or teams is None:
         return Recipient(name=key)
     own = _person_addresses(person)
+    home = teams.departments.get(person.department)
+    locale = person.locale or (home.locale if home is not None else None)
     if _chats(own):
-        return Recipient(name=key, addresses=own, routes=_routes(person))
+        return Recipient(name=key, addresses=own, routes=_routes(person), locale=locale)
     for department_key in (person.department, *fallback_departments):
         department = teams.departments.get(department_key)
         if department is not None and (chats := _chats(_department_addresses(department))):
-            return Recipient(name=key, addresses=chats, routes=_routes(person) or _routes(department))
-    return Recipient(name=key, addresses=own, routes=_routes(person))
+            routes = _routes(person) or _routes(department)
+            return Recipient(name=key, addresses=chats, routes=routes, locale=locale)
+    return Recipient(name=key, addresses=own, routes=_routes(person), locale=locale)
 
 
 def current_addresses(teams: Teams) -> dict[tuple[str, str], str]:

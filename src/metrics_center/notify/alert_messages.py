@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from metrics_center.i18n.translate import _, n_
 from metrics_center.notify.blocks import (
     Message,
     alert_message,
@@ -37,23 +38,27 @@ def render_anomaly(payloads: list[dict[str, Any]], base_url: str | None, top: in
     metric, period, unit = metric_name(first), periods_text(payloads), text_of(first.get("unit"))
     ranked = sorted(payloads, key=lambda p: -abs(number_or_none(p.get("score")) or 0.0))
     count = len(payloads)
-    what = "1 value is" if count == 1 else f"{count} values are"
+    what = n_("1 value is outside the expected band.", "{count} values are outside the expected band.", count)
     several = len({text_of(p.get("period")) for p in payloads}) > 1
     lines = [_anomaly_line(p, unit, with_period=several) for p in ranked[:top]]
     more = more_line(count, top)
     methods = sorted({text_of(p.get("method")) for p in payloads if p.get("method")})
     versions = sorted({str(p["definition_version"]) for p in payloads if p.get("definition_version")})
-    context = [f"method {', '.join(methods)}" if methods else "", versions_text(versions)]
-    summary = f"{mrkdwn_metric(first)} · period *{esc(period)}* · {what} outside the expected band."
+    context = [_("method {methods}", methods=", ".join(methods)) if methods else "", versions_text(versions)]
+    summary = f"{mrkdwn_metric(first)} · " + _("period *{period}*", period=esc(period)) + f" · {what}"
     return alert_message(
-        header=f"⚠️ Anomaly: {metric} — {period}",
+        header="⚠️ " + _("Anomaly: {metric} — {period}", metric=metric, period=period),
         summary=summary,
         lines=lines,
         more=more,
         context=context,
         link=run_url(base_url=base_url, dag_id=first.get("dag_id"), run_id=first.get("run_id")),
-        fallback=f"Anomaly in {metric} ({first.get('metric_key')}) {period}: {what} outside the expected "
-        f"band. " + "; ".join(plain(line) for line in lines[:3]) + (f" {plain(more)}" if more else ""),
+        fallback=_(
+            "Anomaly in {metric} ({key}) {period}:", metric=metric, key=first.get("metric_key"), period=period
+        )
+        + f" {what} "
+        + "; ".join(plain(line) for line in lines[:3])
+        + (f" {plain(more)}" if more else ""),
     )
 
 
@@ -67,9 +72,10 @@ def _anomaly_line(p: Mapping[str, Any], unit: str, *, with_period: bool = False)
     if value is not None and expected is not None:
         arrow = "▲" if value > expected else "▼" if value < expected else "="
         change = f" {signed_pct((value - expected) / abs(expected))}" if expected else ""
-        line += f"  {arrow}{change} vs expected {esc(fmt(expected))}{esc(_band(expected, low, high))}"
+        expected_text = esc(fmt(expected)) + esc(_band(expected, low, high))
+        line += f"  {arrow}{change} " + _("vs expected {expected}", expected=expected_text)
     elif low is not None or high is not None:
-        line += f" outside {esc(fmt(low))}–{esc(fmt(high))}"
+        line += " " + _("outside {low}–{high}", low=esc(fmt(low)), high=esc(fmt(high)))
     score = _score(p.get("method"), number_or_none(p.get("score")))
     return line + (f" ({esc(score)})" if score else "")
 
@@ -80,20 +86,31 @@ def render_quality(payloads: list[dict[str, Any]], base_url: str | None, top: in
     failed = [f for p in payloads for f in (p.get("failed") or [])]
     count = len(failed)
     lines = [_failure_line(f) for f in failed[:top]]
-    what = "1 expectation" if count == 1 else f"{count} expectations"
+    what = n_("1 expectation failed", "{count} expectations failed", count)
     summary = (
-        f"{mrkdwn_metric(first)} · period *{esc(period)}* · {what} failed: nothing is published until "
-        "the data or the rule is fixed and the run is cleared."
+        f"{mrkdwn_metric(first)} · "
+        + _("period *{period}*", period=esc(period))
+        + " · "
+        + _(
+            "{what}: nothing is published until the data or the rule is fixed and the run is cleared.",
+            what=what,
+        )
     )
     return alert_message(
-        header=f"❌ Quality check failed: {metric} — {period}",
+        header="❌ " + _("Quality check failed: {metric} — {period}", metric=metric, period=period),
         summary=summary,
         lines=lines,
         more=more_line(count, top),
         context=[],
         link=run_url(base_url=base_url, dag_id=first.get("dag_id"), run_id=first.get("run_id")),
-        fallback=f"Quality check failed for {metric} ({first.get('metric_key')}) {period}: {what} failed "
-        f"({', '.join(sorted({str(f.get('expectation')) for f in failed}))[:300]}). Nothing is published.",
+        fallback=_(
+            "Quality check failed for {metric} ({key}) {period}: {what} ({names}). Nothing is published.",
+            metric=metric,
+            key=first.get("metric_key"),
+            period=period,
+            what=what,
+            names=", ".join(sorted({str(f.get("expectation")) for f in failed}))[:300],
+        ),
     )
 
 
@@ -102,10 +119,10 @@ def _failure_line(failure: Any) -> str:
         return f"• `{esc(short(failure, 200))}`"
     kwargs = failure.get("kwargs") or {}
     args = ", ".join(f"{k}={short(v, 60)}" for k, v in kwargs.items()) if isinstance(kwargs, Mapping) else ""
-    line = f"• `{esc(text_of(failure.get('expectation')) or 'expectation')}`"
+    line = "• `" + esc(text_of(failure.get("expectation")) or _("expectation")) + "`"
     line += f" ({esc(args)})" if args else ""
     if failure.get("observed") is not None:
-        line += f": observed {esc(short(failure['observed'], 200))}"
+        line += ": " + _("observed {value}", value=esc(short(failure["observed"], 200)))
     return line
 
 
@@ -136,32 +153,64 @@ def _reconciliation(p: dict[str, Any], base_url: str | None, top: int) -> Messag
         number_or_none(p.get("difference")),
     )
     rel = f" ({signed_pct(diff / abs(theirs))})" if diff is not None and theirs else ""
-    totals = (
-        f"ours *{esc(with_unit(ours, unit))}* vs theirs *{esc(with_unit(theirs, unit))}*: difference "
-        f"{esc(fmt(diff, signed=True))}{rel}, tolerance {esc(tolerance)}"
+    totals = _(
+        "ours *{ours}* vs theirs *{theirs}*: difference {difference}, tolerance {tolerance}",
+        ours=esc(with_unit(ours, unit)),
+        theirs=esc(with_unit(theirs, unit)),
+        difference=esc(fmt(diff, signed=True)) + rel,
+        tolerance=esc(tolerance),
     )
     rows = [r for r in (p.get("rows") or []) if isinstance(r, Mapping)]
     off = sorted((r for r in rows if not r.get("within", False)), key=_gap, reverse=True)
     lines = [
-        f"• *{esc(dimensions_text(r.get('dimensions')))}*: ours {esc(fmt(number_or_none(r.get('ours'))))} vs theirs "
-        f"{esc(fmt(number_or_none(r.get('theirs'))))} (difference {esc(fmt(number_or_none(r.get('difference')), signed=True))})"
+        f"• *{esc(dimensions_text(r.get('dimensions')))}*: "
+        + _(
+            "ours {ours} vs theirs {theirs} (difference {difference})",
+            ours=esc(fmt(number_or_none(r.get("ours")))),
+            theirs=esc(fmt(number_or_none(r.get("theirs")))),
+            difference=esc(fmt(number_or_none(r.get("difference")), signed=True)),
+        )
         for r in off[:top]
     ]
     by = ", ".join(str(b) for b in p.get("by") or [])
-    outcome = "blocks publishing" if blocking else "warning only, publishing continues"
+    outcome = _("blocks publishing") if blocking else _("warning only, publishing continues")
     if p.get("error"):
-        totals = f"could not be computed: {esc(short(p['error'], 500))}"
-    summary = f"{mrkdwn_metric(p)} · period *{esc(period)}* · check *{esc(name)}* ({outcome})\n{totals}"
+        totals = _("could not be computed: {error}", error=esc(short(p["error"], 500)))
+    summary = (
+        f"{mrkdwn_metric(p)} · "
+        + _("period *{period}*", period=esc(period))
+        + " · "
+        + _("check *{name}* ({outcome})", name=esc(name), outcome=outcome)
+    )
+    summary += f"\n{totals}"
     if rows:
-        summary += f"\n{len(off)} of {len(rows)} rows{f' by {esc(by)}' if by else ''} outside the tolerance"
+        summary += "\n" + (
+            _(
+                "{off} of {count} rows by {by} outside the tolerance",
+                off=len(off),
+                count=len(rows),
+                by=esc(by),
+            )
+            if by
+            else _("{off} of {count} rows outside the tolerance", off=len(off), count=len(rows))
+        )
     return alert_message(
-        header=f"{'🚫' if blocking else '⚖️'} Reconciliation {name}: {metric} — {period}",
+        header=("🚫 " if blocking else "⚖️ ")
+        + _("Reconciliation {name}: {metric} — {period}", name=name, metric=metric, period=period),
         summary=summary,
         lines=lines,
         more=more_line(len(off), top),
         context=[],
         link=run_url(base_url=base_url, dag_id=p.get("dag_id"), run_id=p.get("run_id")),
-        fallback=f"Reconciliation {name} of {metric} ({p.get('metric_key')}) {period} ({outcome}): "
+        fallback=_(
+            "Reconciliation {name} of {metric} ({key}) {period} ({outcome}):",
+            name=name,
+            metric=metric,
+            key=p.get("metric_key"),
+            period=period,
+            outcome=outcome,
+        )
+        + " "
         + plain(totals),
     )
 
@@ -176,11 +225,11 @@ def _render_generic(kind: str, payloads: Sequence[Any], base_url: str | None, to
     first = payloads[0] if payloads and isinstance(payloads[0], Mapping) else {}
     title = metric_name(first) if first.get("metric_name") or first.get("metric_key") else "Metrics Center"
     period = text_of(first.get("period"))
-    header = f"🔔 {kind or 'notification'}: {title}" + (f" — {period}" if period else "")
+    header = "🔔 " + (kind or _("notification")) + f": {title}" + (f" — {period}" if period else "")
     lines = [f"```{esc(short(p, 600))}```" for p in payloads[:top]]
     return alert_message(
         header=header,
-        summary=f"{len(payloads)} notification(s) of kind `{esc(kind)}`",
+        summary=_("{count} notification(s) of kind `{kind}`", count=len(payloads), kind=esc(kind)),
         lines=lines,
         more=more_line(len(payloads), top),
         context=[],
@@ -198,13 +247,13 @@ def render_generic(kind: str, payloads: Sequence[Any], base_url: str | None, top
 
 def _tolerance(tolerance: Any) -> str:
     if not isinstance(tolerance, Mapping):
-        return "none"
+        return _("none")
     parts = []
     if number_or_none(tolerance.get("pct")) is not None:
         parts.append(f"{fmt(number_or_none(tolerance['pct']))}%")
     if number_or_none(tolerance.get("abs")) is not None:
         parts.append(fmt(number_or_none(tolerance["abs"])))
-    return " or ".join(parts) or "none"
+    return _(" or ").join(parts) or _("none")
 
 
 def _score(method: Any, score: float | None) -> str:
@@ -213,10 +262,10 @@ def _score(method: Any, score: float | None) -> str:
     if method == "zscore":
         return f"z={score:.1f}"
     if method == "mad":
-        return f"robust z={score:.1f}"
+        return _("robust z={score}", score=f"{score:.1f}")
     if method == "pct_change":
-        return f"change {signed_pct(score)}"
-    return f"score {score:.2f}"
+        return _("change {change}", change=signed_pct(score))
+    return _("score {score}", score=f"{score:.2f}")
 
 
 def _band(expected: float, low: float | None, high: float | None) -> str:

@@ -50,6 +50,7 @@ class _Open:
     recipient: str
     channel: str
     address: str | None
+    locale: str | None
     group_key: str
     payload: dict[str, Any]
 
@@ -141,7 +142,9 @@ def _open_messages(engine: Engine) -> list[_Open]:
     u = n.alias("u")
     update_key = sa.literal(f"{UPDATE}:") + sa.cast(n.c.id, sa.String)
     query = (
-        sa.select(n.c.id, n.c.kind, n.c.recipient, n.c.channel, n.c.address, n.c.group_key, n.c.payload)
+        sa.select(
+            n.c.id, n.c.kind, n.c.recipient, n.c.channel, n.c.address, n.c.locale, n.c.group_key, n.c.payload
+        )
         .where(
             n.c.kind.in_([REQUEST, REMINDER]),
             # an update's key is the target's id, with its channel after a bar when it is not Slack
@@ -153,7 +156,7 @@ def _open_messages(engine: Engine) -> list[_Open]:
     )
     with engine.connect() as conn:
         return [
-            _Open(r.id, r.kind, r.recipient, r.channel, r.address, r.group_key, _dict(r.payload))
+            _Open(r.id, r.kind, r.recipient, r.channel, r.address, r.locale, r.group_key, _dict(r.payload))
             for r in conn.execute(query)
         ]
 
@@ -201,7 +204,7 @@ def _recipient(row: _Open) -> Recipient:
     """The recipient of a follow-up: the same person, on the same channel and address as the request."""
     from metrics_center.notify.addresses import Recipient
 
-    return Recipient.at(row.recipient, row.address, channel=row.channel)
+    return Recipient.at(row.recipient, row.address, channel=row.channel, locale=row.locale)
 
 
 def _reminder_due(payload: dict[str, Any], now: datetime) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from metrics_center.i18n.translate import _
 from metrics_center.notify.blocks import Message, cut, esc, section
 
 APPROVE_ACTION = "metrics_center_approve"
@@ -105,28 +106,48 @@ def render_decided(request: Mapping[str, Any], decision: Decision) -> Message:
 
 def decision_line(decision: Mapping[str, Any]) -> str:
     """``✅ Approved by Bob Li at 2026-11-27 10:02 UTC via Slack`` (mrkdwn)."""
-    outcome, who = str(decision.get("outcome") or ""), esc(str(decision.get("by") or "someone"))
-    when = f" at {_when(decision.get('at'))}" if decision.get("at") else ""
+    outcome, who = str(decision.get("outcome") or ""), esc(str(decision.get("by") or _("someone")))
+    when = " " + _("at {time}", time=_when(decision.get("at"))) if decision.get("at") else ""
     via = {
-        "slack": " via Slack",
-        "feishu": " via Feishu",
-        "page": " on the Metrics Center page",
-        "airflow": " in Airflow",
+        "slack": " " + _("via Slack"),
+        "feishu": " " + _("via Feishu"),
+        "page": " " + _("on the Metrics Center page"),
+        "airflow": " " + _("in Airflow"),
     }.get(str(decision.get("via") or ""), "")
     reason = f"\n>{esc(cut(str(decision['reason']), 500))}" if decision.get("reason") else ""
     detail = esc(cut(str(decision.get("detail") or ""), 500))
-    lines = {
-        "approved": f"✅ *Approved* by *{who}*{when}{via}",
-        "rejected": f"❌ *Rejected* by *{who}*{when}{via}",
-        "approved_on_timeout": f"⌛ *Timed out*{when}: approved by default (on_timeout: approve)",
-        "rejected_on_timeout": f"⌛ *Timed out*{when}: rejected by default — nothing is published",
-        "timed_out": f"⌛ *Timed out*{when} with no answer",
-        "refused": f"🚫 Answered by *{who}*{when}{via}, but the answer does not count: {detail}. "
-        "Clear the approval task to ask again.",
-        "superseded": f"↪️ *Out of date*: {detail or 'this stage was asked again'} — answer the newest message.",
-        "closed": f"⏹️ *No longer waiting*: {detail or 'its run ended without an answer to this stage'}.",
-    }
-    return lines.get(outcome, f"Answered{when}: {esc(outcome)}") + reason
+    if outcome == "approved":
+        line = "✅ " + _("*Approved* by *{who}*", who=who) + when + via
+    elif outcome == "rejected":
+        line = "❌ " + _("*Rejected* by *{who}*", who=who) + when + via
+    elif outcome == "approved_on_timeout":
+        line = "⌛ " + _("*Timed out*{when}: approved by default (on_timeout: approve)", when=when)
+    elif outcome == "rejected_on_timeout":
+        line = "⌛ " + _("*Timed out*{when}: rejected by default — nothing is published", when=when)
+    elif outcome == "timed_out":
+        line = "⌛ " + _("*Timed out*{when} with no answer", when=when)
+    elif outcome == "refused":
+        line = "🚫 " + _(
+            "Answered by *{who}*{when}{via}, but the answer does not count: {detail}. Clear the approval task "
+            "to ask again.",
+            who=who,
+            when=when,
+            via=via,
+            detail=detail,
+        )
+    elif outcome == "superseded":
+        line = "↪️ " + _(
+            "*Out of date*: {detail} — answer the newest message.",
+            detail=detail or _("this stage was asked again"),
+        )
+    elif outcome == "closed":
+        line = "⏹️ " + _(
+            "*No longer waiting*: {detail}.",
+            detail=detail or _("its run ended without an answer to this stage"),
+        )
+    else:
+        line = _("Answered{when}: {outcome}", when=when, outcome=esc(outcome))
+    return line + reason
 
 
 # --- evidence ------------------------------------------------------------------------------------
@@ -157,7 +178,9 @@ def evidence_mrkdwn(markdown: str) -> list[str]:
             continue
         if header is not None:
             if rows_hidden:
-                lines.append(f"_… and {rows_hidden} more row(s) on the Metrics Center page_")
+                lines.append(
+                    "_" + _("… and {count} more row(s) on the Metrics Center page", count=rows_hidden) + "_"
+                )
             header, rows_shown, rows_hidden = None, 0, 0
         line = esc(line)
         line = re.sub(r"\*\*(.+?)\*\*", r"*\1*", line)
@@ -165,7 +188,7 @@ def evidence_mrkdwn(markdown: str) -> list[str]:
             line = "• " + line[2:]
         lines.append(line)
     if header is not None and rows_hidden:
-        lines.append(f"_… and {rows_hidden} more row(s) on the Metrics Center page_")
+        lines.append("_" + _("… and {count} more row(s) on the Metrics Center page", count=rows_hidden) + "_")
     while lines and not lines[-1]:
         lines.pop()
     return lines
@@ -176,8 +199,13 @@ def _table_row(header: list[str], cells: list[str]) -> str:
     if {"value", "previous", "change"} <= row.keys():
         where = row.get("dimensions") or row.get("period") or ""
         return (
-            f"• {esc(where)}: *{esc(row['value'])}* (previous {esc(row['previous'])}, "
-            f"change {esc(row['change'])})"
+            f"• {esc(where)}: *{esc(row['value'])}* ("
+            + _(
+                "previous {previous}, change {change}",
+                previous=esc(row["previous"]),
+                change=esc(row["change"]),
+            )
+            + ")"
         )
     return "• " + " · ".join(esc(c) for c in cells if c)
 
@@ -192,14 +220,16 @@ def _hidden_rows(cells: list[str]) -> int:
 
 def _render(payloads: list[dict[str, Any]], *, decision: dict[str, Any] | None) -> Message:
     first = payloads[0] if payloads else {}
-    name, period = str(first.get("metric_name") or first.get("metric_key") or "metric"), _period(first)
-    stage = str(first.get("stage") or "approval")
+    name, period = str(first.get("metric_name") or first.get("metric_key") or _("metric")), _period(first)
+    stage = str(first.get("stage") or _("approval"))
     reminder = first.get("kind") == REMINDER
     if decision is not None:
         mark = decision_line(decision).split(" ", 1)[0]
         header = f"{mark} {stage}: {name} — {period}"
+    elif reminder:
+        header = "⏰ " + _("Reminder: approve {metric} — {period}", metric=name, period=period)
     else:
-        header = f"{'⏰ Reminder: approve' if reminder else '🟡 Approve'} {name} — {period}"
+        header = "🟡 " + _("Approve {metric} — {period}", metric=name, period=period)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": cut(header, 150), "emoji": True}}
     ]
@@ -225,30 +255,46 @@ def _summary(payloads: list[dict[str, Any]], *, decided: bool, reminder: bool) -
         first.get("stage_number"),
         first.get("stages"),
     )
-    where = f" ({number} of {stages})" if number and stages and stages > 1 else ""
+    where = (
+        " (" + _("{number} of {stages}", number=number, stages=stages) + ")"
+        if number and stages and stages > 1
+        else ""
+    )
     head = (
         f"*{esc(str(first.get('metric_name') or key))}* (`{key}`{f' v{version}' if version else ''})"
-        f" · stage *{stage}*{where} · period *{esc(_period(first))}*"
+        + " · "
+        + _("stage *{stage}*{where}", stage=stage, where=where)
+        + " · "
+        + _("period *{period}*", period=esc(_period(first)))
     )
     if decided:
         return head
     people = [str(p.get("person_name") or p.get("person") or "") for p in payloads]
-    direct = len(payloads) == 1 and payloads[0].get("slack_user_id")
+    # "direct": the person has a chat id of their own (a DM); older payloads only said their Slack id.
+    direct = len(payloads) == 1 and payloads[0].get("direct", payloads[0].get("slack_user_id"))
     if direct:
-        who = f"{esc(people[0])}, your answer is needed."
+        who = _("{name}, your answer is needed.", name=esc(people[0]))
     else:
-        who = (
-            f"Asked: {esc(', '.join(p for p in people if p))} (no Slack user id in _teams.yaml: posted here)."
+        who = _(
+            "Asked: {people} (no chat id of theirs in _teams.yaml: posted here).",
+            people=esc(", ".join(p for p in people if p)),
         )
     others = [n for n in first.get("approvers") or [] if n not in people]
     if others:
-        who += f" Any one of {esc(', '.join([*people, *others]))} may answer."
+        who += " " + _("Any one of {people} may answer.", people=esc(", ".join([*people, *others])))
     deadline = ""
     if first.get("timeout_at"):
-        after = {"reject": "it is rejected", "approve": "it is approved", "fail": "the run fails"}.get(
-            str(first.get("on_timeout")), "it times out"
+        after = {
+            "reject": _("it is rejected"),
+            "approve": _("it is approved"),
+            "fail": _("the run fails"),
+        }.get(str(first.get("on_timeout")), _("it times out"))
+        by = _when(first["timeout_at"])
+        deadline = "\n" + (
+            _("Still waiting: answer by *{time}*; after that {after}.", time=by, after=after)
+            if reminder
+            else _("answer by *{time}*; after that {after}.", time=by, after=after)
         )
-        deadline = f"\n{'Still waiting: ' if reminder else ''}answer by *{_when(first['timeout_at'])}*; after that {after}."
     return f"{head}\n{who}{deadline}"
 
 
@@ -256,10 +302,12 @@ def _context(p: Mapping[str, Any]) -> str:
     parts = []
     if p.get("version"):
         note = f": {esc(cut(str(p['change_note']), 300))}" if p.get("change_note") else ""
-        parts.append(f"Definition v{p['version']}{note}")
+        parts.append(_("Definition v{version}", version=p["version"]) + note)
     if p.get("owner_name"):
-        parts.append(f"owner {esc(str(p['owner_name']))}")
-    parts.append(f"run `{esc(str(p.get('run_id') or ''))}`, try {p.get('try_number')}")
+        parts.append(_("owner {name}", name=esc(str(p["owner_name"]))))
+    parts.append(
+        _("run `{run}`, try {number}", run=esc(str(p.get("run_id") or "")), number=p.get("try_number"))
+    )
     return " · ".join(parts)
 
 
@@ -277,14 +325,16 @@ def _actions(p: Mapping[str, Any], *, buttons: bool) -> list[dict[str, Any]]:
             value = None
         if value is not None:
             elements += [
-                _button("Approve", APPROVE_ACTION, value=value, style="primary"),
-                _button("Reject…", REJECT_ACTION, value=value, style="danger"),
+                _button(_("Approve"), APPROVE_ACTION, value=value, style="primary"),
+                _button(_("Reject…"), REJECT_ACTION, value=value, style="danger"),
             ]
     if p.get("page_url"):
         elements.append(_button("Metrics Center", "metrics_center_page", url=str(p["page_url"])))
     if p.get("actions_url"):
         elements.append(
-            _button("Airflow Required Actions", "metrics_center_required_actions", url=str(p["actions_url"]))
+            _button(
+                _("Airflow Required Actions"), "metrics_center_required_actions", url=str(p["actions_url"])
+            )
         )
     return elements
 
@@ -308,11 +358,11 @@ def _button(
 
 def _fallback(p: Mapping[str, Any], decision: dict[str, Any] | None, *, reminder: bool) -> str:
     name = f"{p.get('metric_name') or p.get('metric_key')} ({p.get('metric_key')})"
-    what = f"{name} {_period(p)}, stage {p.get('stage')}"
+    what = _("{metric} {period}, stage {stage}", metric=name, period=_period(p), stage=p.get("stage"))
     if decision is not None:
         return f"{_plain(decision_line(decision))} — {what}"
     first = next((line for line in evidence_mrkdwn(str(p.get("evidence") or ""))[1:] if line), "")
-    ask = "Reminder: approval still needed" if reminder else "Approval needed"
+    ask = _("Reminder: approval still needed") if reminder else _("Approval needed")
     return f"{ask}: {what}. {_plain(first)}"
 
 
@@ -333,7 +383,7 @@ def _split(lines: list[str]) -> list[str]:
     if len(parts) > _EVIDENCE_SECTIONS:
         parts = [
             *parts[: _EVIDENCE_SECTIONS - 1],
-            "_… the rest of the evidence is on the Metrics Center page_",
+            "_" + _("… the rest of the evidence is on the Metrics Center page") + "_",
         ]
     return [p for p in parts if p.strip()]
 

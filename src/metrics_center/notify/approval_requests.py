@@ -168,6 +168,7 @@ def enqueue_requests(
                     "person": person,
                     "person_name": _name(teams, person),
                     "slack_user_id": person_of.slack_user_id if person_of else None,
+                    "direct": bool(person_of and (person_of.slack_user_id or person_of.feishu_open_id)),
                 },
                 metric_key=spec.key,
                 run_id=ref.run_id,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from metrics_center.i18n.translate import _
+
 #: How many lines (anomalies, failed expectations, reconciliation rows) one message lists.
 TOP = 10
 
@@ -81,7 +83,7 @@ def alert_message(
         blocks.append(section(f"_{more}_"))
     notes = [c for c in context if c]
     if link:
-        notes.append(f"<{link}|Open the run in Airflow>")
+        notes.append("<" + link + "|" + _("Open the run in Airflow") + ">")
     if notes:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
     text = fallback + (f" {link}" if link else "")
@@ -97,7 +99,7 @@ def cut_lines(lines: list[str]) -> str:
     size = 0
     for line in lines:
         if size + len(line) + 1 > MAX_SECTION - 40:
-            kept.append(f"… {len(lines) - len(kept)} more line(s) not shown")
+            kept.append(_("… {count} more line(s) not shown", count=len(lines) - len(kept)))
             break
         kept.append(line)
         size += len(line) + 1
@@ -109,40 +111,40 @@ def bounded(message: Message) -> Message:
     if len(message.blocks) <= MAX_BLOCKS:
         return message
     kept = message.blocks[: MAX_BLOCKS - 1]
-    note = section(f"_… {len(message.blocks) - len(kept)} more block(s) not shown_")
+    note = section("_" + _("… {count} more block(s) not shown", count=len(message.blocks) - len(kept)) + "_")
     return Message(text=message.text, blocks=[*kept, note])
 
 
 def more_line(count: int, top: int) -> str:
-    return f"… and {count - top} more" if count > top else ""
+    return _("… and {count} more", count=count - top) if count > top else ""
 
 
 def periods_text(payloads: Sequence[Mapping[str, Any]]) -> str:
     periods = sorted({text_of(p.get("period")) for p in payloads if p.get("period")})
     if len(periods) > 1:
-        return f"{periods[0]} … {periods[-1]} ({len(periods)} periods)"
+        return _("{first} … {last} ({count} periods)", first=periods[0], last=periods[-1], count=len(periods))
     return periods[0] if periods else ""
 
 
 def metric_name(p: Mapping[str, Any]) -> str:
-    return text_of(p.get("metric_name")) or text_of(p.get("metric_key")) or "metric"
+    return text_of(p.get("metric_name")) or text_of(p.get("metric_key")) or _("metric")
 
 
 def mrkdwn_metric(p: Mapping[str, Any]) -> str:
     name, key = text_of(p.get("metric_name")), text_of(p.get("metric_key"))
     if name and key and name != key:
         return f"*{esc(name)}* (`{esc(key)}`)"
-    return f"*{esc(name or key or 'metric')}*"
+    return "*" + esc(name or key or _("metric")) + "*"
 
 
 def versions_text(versions: list[str]) -> str:
-    return f"definition v{', v'.join(versions)}" if versions else ""
+    return _("definition v{versions}", versions=", v".join(versions)) if versions else ""
 
 
 def dimensions_text(dimensions: Any) -> str:
     if isinstance(dimensions, Mapping):
-        return ", ".join(f"{k}={v}" for k, v in dimensions.items()) or "total"
-    return text_of(dimensions) or "total"
+        return ", ".join(f"{k}={v}" for k, v in dimensions.items()) or _("total")
+    return text_of(dimensions) or _("total")
 
 
 def signed_pct(ratio: float) -> str:

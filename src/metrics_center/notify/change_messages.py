@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from metrics_center.i18n.translate import _
 from metrics_center.notify.blocks import (
     Message,
     alert_message,
@@ -32,34 +33,35 @@ def render_definition_change(payloads: list[dict[str, Any]], base_url: str | Non
     p = payloads[0]
     key = text_of(p.get("metric_key"))
     old, new = p.get("old_version"), p["new_version"]  # a payload without it is shown generically
-    kind = "⚠️ Breaking change" if p.get("breaking") else "Definition change"
+    name = text_of(p.get("metric_name")) or key
     if old is None:
-        header = f"New metric: {text_of(p.get('metric_name')) or key} v{new}"
-        what = f"{mrkdwn_metric(p)} is a new governed metric (v{new})."
+        header = _("New metric: {metric} v{version}", metric=name, version=new)
+        what = _("{metric} is a new governed metric (v{version}).", metric=mrkdwn_metric(p), version=new)
     else:
-        header = f"{kind}: {text_of(p.get('metric_name')) or key} v{old} → v{new}"
-        what = (
-            f"{mrkdwn_metric(p)} v{old} → *v{new}*, {'*breaking*' if p.get('breaking') else 'non-breaking'}."
-        )
-    lines = [f"*Change note:* {esc(text_of(p.get('change_note')))}"]
+        kind = "⚠️ " + _("Breaking change") if p.get("breaking") else _("Definition change")
+        header = f"{kind}: {name} v{old} → v{new}"
+        breaking = _("*breaking*") if p.get("breaking") else _("non-breaking")
+        what = f"{mrkdwn_metric(p)} v{old} → *v{new}*, {breaking}."
+    lines = [_("*Change note:*") + f" {esc(text_of(p.get('change_note')))}"]
     if p.get("changes"):
-        lines.append("*What changed:* " + esc("; ".join(str(c) for c in p["changes"][:top])))
-    lines.append(
-        f"*Changed by:* {esc(text_of(p.get('changed_by')) or 'unknown (the definitions are not in a git checkout)')}"
-    )
-    lines.append(f"*Takes effect:* {esc(text_of(p.get('takes_effect')))}")
+        lines.append(_("*What changed:*") + " " + esc("; ".join(str(c) for c in p["changes"][:top])))
+    changed_by = text_of(p.get("changed_by")) or _("unknown (the definitions are not in a git checkout)")
+    lines.append(_("*Changed by:*") + f" {esc(changed_by)}")
+    lines.append(_("*Takes effect:*") + f" {esc(text_of(p.get('takes_effect')))}")
     columns = p.get("columns") or {}
     if columns.get("added") or columns.get("removed"):
         shown = [f"+ `{esc(str(c))}`" for c in columns.get("added") or []]
         shown += [f"− `{esc(str(c))}`" for c in columns.get("removed") or []]
+        relation = f"`metrics.{esc(text_of(p.get('relation')) or key)}`"
         lines.append(
-            f"*Columns of its relation* (`metrics.{esc(text_of(p.get('relation')) or key)}`, for BI datasets): "
+            _("*Columns of its relation* ({relation}, for BI datasets):", relation=relation)
+            + " "
             + ", ".join(shown)
         )
     if p.get("downstream"):
-        lines.append("*Built on it:* " + esc(", ".join(p["downstream"])))
+        lines.append(_("*Built on it:*") + " " + esc(", ".join(p["downstream"])))
     if p.get("why"):
-        lines.append("_You are told because " + esc("; ".join(p["why"])) + "._")
+        lines.append("_" + _("You are told because {why}.", why=esc("; ".join(p["why"]))) + "_")
     link = dictionary_url(base_url, key)
     message = alert_message(
         header=header,
@@ -82,16 +84,23 @@ def render_definition_change(payloads: list[dict[str, Any]], base_url: str | Non
         if shortened:
             blocks.append(
                 section(
-                    f"_Diff cut short; the full diff is on <{link}|the metric's page>._"
+                    "_"
+                    + _(
+                        "Diff cut short; the full diff is on {page}.",
+                        page="<" + link + "|" + _("the metric’s page") + ">",
+                    )
+                    + "_"
                     if link
-                    else "_Diff cut short._"
+                    else "_" + _("Diff cut short.") + "_"
                 )
             )
     if link:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"<{link}|Version history and diffs>"}],
+                "elements": [
+                    {"type": "mrkdwn", "text": "<" + link + "|" + _("Version history and diffs") + ">"}
+                ],
             }
         )
     return Message(text=cut(message.text + (f" {link}" if link else ""), 3000), blocks=blocks)
@@ -101,11 +110,14 @@ def _impact_text(preview: Any, *, unit: str) -> str:
     if not preview:
         return ""
     if preview.get("error"):
-        return f"*Impact preview:* could not be computed — {esc(text_of(preview['error']))[:400]}"
+        return _(
+            "*Impact preview:* could not be computed — {error}", error=esc(text_of(preview["error"]))[:400]
+        )
     headline = text_of(preview.get("headline"))
-    lines = [f"*Impact on the last {len(preview.get('periods') or [])} published periods:* {esc(headline)}"]
+    count = len(preview.get("periods") or [])
+    lines = [_("*Impact on the last {count} published periods:*", count=count) + f" {esc(headline)}"]
     for row in (preview.get("largest") or [])[:5]:
-        dims = ", ".join(f"{k}={v}" for k, v in (row.get("dimensions") or {}).items()) or "total"
+        dims = ", ".join(f"{k}={v}" for k, v in (row.get("dimensions") or {}).items()) or _("total")
         rel = f" ({row['rel']:+.1%})" if row.get("rel") is not None else ""
         lines.append(
             f"• {row.get('period')} {esc(dims)}: {esc(fmt(row.get('old')))} → {esc(fmt(row.get('new')))} {esc(unit)}{rel}"
@@ -117,18 +129,26 @@ def render_history_changed(payloads: list[dict[str, Any]], base_url: str | None,
     p = payloads[0]
     key, unit = text_of(p.get("metric_key")), text_of(p.get("unit"))
     periods = p.get("periods") or []
-    explicit = "Restated" if p.get("explicit") else "Re-published"
+    explicit = _("Restated") if p.get("explicit") else _("Re-published")
     span = (
         periods[0]["period"]
         if len(periods) == 1
-        else f"{len(periods)} periods, {periods[0]['period']} … {periods[-1]['period']}"
+        else _(
+            "{count} periods, {first} … {last}",
+            count=len(periods),
+            first=periods[0]["period"],
+            last=periods[-1]["period"],
+        )
         if periods
         else "?"
     )
     header = f"{explicit}: {text_of(p.get('metric_name')) or key} — {span}"
-    summary = (
-        f"{mrkdwn_metric(p)}: published values changed for {span} (definition v{p.get('version')}), "
-        f"approved by {esc(text_of(p.get('approved_by')))}."
+    summary = _(
+        "{metric}: published values changed for {span} (definition v{version}), approved by {who}.",
+        metric=mrkdwn_metric(p),
+        span=span,
+        version=p.get("version"),
+        who=esc(text_of(p.get("approved_by"))),
     )
     lines = []
     for row in periods[:top]:
@@ -136,18 +156,19 @@ def render_history_changed(payloads: list[dict[str, Any]], base_url: str | None,
         change = f" ({(new - old) / abs(old):+.1%})" if old and new is not None else ""
         lines.append(
             f"• {row['period']}: {esc(fmt(old))} → *{esc(fmt(new))}* {esc(unit)}{change}"
-            f" · rows {row.get('old_rows')} → {row.get('new_rows')}"
+            + " · "
+            + _("rows {old} → {new}", old=row.get("old_rows"), new=row.get("new_rows"))
         )
     if p.get("why"):
-        lines.append("_You are told because " + esc("; ".join(p["why"])) + "._")
-    more = f"… and {len(periods) - top} more period(s)" if len(periods) > top else ""
+        lines.append("_" + _("You are told because {why}.", why=esc("; ".join(p["why"]))) + "_")
+    more = _("… and {count} more period(s)", count=len(periods) - top) if len(periods) > top else ""
     link = dictionary_url(base_url, key)
     return alert_message(
         header=header,
         summary=summary,
         lines=lines,
         more=more,
-        context=[f"<{link}|The metric's page>" if link else ""],
+        context=["<" + link + "|" + _("The metric’s page") + ">" if link else ""],
         link=None,
-        fallback=f"{header}: history changed ({len(periods)} period(s)).",
+        fallback=_("{header}: history changed ({count} period(s)).", header=header, count=len(periods)),
     )

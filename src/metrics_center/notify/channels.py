@@ -31,7 +31,7 @@ class Channel(Protocol):
     searchable: bool
     idempotent: bool
 
-    def render(self, items: Sequence[Item], *, base_url: str | None) -> Any:
+    def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Any:
         """The message for one group (any kinds), in this channel's format."""
 
     def post(self, *, address: str, message: Any, token: str) -> Outcome:

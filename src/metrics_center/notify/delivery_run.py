@@ -67,6 +67,7 @@ class Group:
     group_key: str
     address: str
     channel: str = "slack"
+    locale: str | None = None
     ids: list[int] = field(default_factory=list)
     attempts: dict[int, int] = field(default_factory=dict)
     items: list[Item] = field(default_factory=list)
@@ -123,7 +124,7 @@ class DeliveryRun:
     def _groups(self, where: Any, *, by_token: bool = False) -> list[Group]:
         query = (
             sa.select(n.c.id, n.c.kind, n.c.payload, n.c.address, n.c.group_key, n.c.attempts)
-            .add_columns(n.c.channel, n.c.created_at, n.c.delivery_token)
+            .add_columns(n.c.channel, n.c.locale, n.c.created_at, n.c.delivery_token)
             .where(where, n.c.next_attempt_at <= self.clock.now())
             .where(n.c.channel.in_(sorted(self.channels)))
             .order_by(n.c.next_attempt_at, n.c.id)
@@ -134,7 +135,7 @@ class DeliveryRun:
                 token = row.delivery_token if by_token else None
                 group = groups.setdefault(
                     (row.group_key, row.channel, row.address, token),
-                    Group(row.group_key, row.address, channel=row.channel),
+                    Group(row.group_key, row.address, channel=row.channel, locale=row.locale),
                 )
                 group.ids.append(row.id)
                 group.attempts[row.id] = row.attempts
@@ -433,7 +434,7 @@ class DeliveryRun:
     def post(self, group: Group, channel: Channel, *, counter: str) -> float | None:
         """Post a claimed (or leased) group under its token and record the outcome."""
         try:
-            message = channel.render(group.items, base_url=self.airflow_url)
+            message = channel.render(group.items, base_url=self.airflow_url, locale=group.locale)
         except Exception as exc:  # a rendering bug must not leave the group claimed forever
             self.failed(group, error=f"cannot render for {group.channel}: {describe(exc)}")
             return None

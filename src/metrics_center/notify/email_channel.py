@@ -28,8 +28,8 @@ class EmailChannel:
     searchable: bool = False
     idempotent: bool = False
 
-    def render(self, items: Sequence[Item], *, base_url: str | None) -> Rich:
-        return from_blocks(render_group(items, base_url=base_url))
+    def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Rich:
+        return from_blocks(render_group(items, base_url=base_url, locale=locale), locale=locale)
 
     def post(self, *, address: str, message: Rich, token: str) -> Outcome:
         try:

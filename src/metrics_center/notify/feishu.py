@@ -135,8 +135,8 @@ class FeishuChannel:
     searchable: bool = False
     idempotent: bool = True  # the uuid
 
-    def render(self, items: Sequence[Item], *, base_url: str | None) -> Rich:
-        return from_blocks(render_group(items, base_url=base_url))
+    def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Rich:
+        return from_blocks(render_group(items, base_url=base_url, locale=locale), locale=locale)
 
     def post(self, *, address: str, message: Rich, token: str) -> Outcome:
         return send_card(self.client, address=address, content=card(message, token=token), uuid=token)

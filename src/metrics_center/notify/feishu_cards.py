@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from metrics_center.i18n.translate import _, using
 from metrics_center.notify.markdown import Rich
 
 APPROVE = "approve"
@@ -21,7 +22,13 @@ MAX_MARKDOWN = 12_000
 
 
 def card(rich: Rich, *, token: str | None = None) -> dict[str, Any]:
-    """The card for ``rich``; ``token`` (the delivery token) is shown small at the bottom for support."""
+    """The card for ``rich`` (its labels in ``rich.locale``); ``token`` (the delivery token) is shown small at
+    the bottom for support."""
+    with using(rich.locale):
+        return _card(rich, token=token)
+
+
+def _card(rich: Rich, *, token: str | None) -> dict[str, Any]:
     body = (
         rich.markdown if len(rich.markdown) <= MAX_MARKDOWN else rich.markdown[:MAX_MARKDOWN] + "\n\n… (cut)"
     )
@@ -66,7 +73,7 @@ def answer_form(ref: str) -> dict[str, Any]:
             {
                 "tag": "input",
                 "name": REASON_FIELD,
-                "placeholder": {"tag": "plain_text", "content": "Reason (required to reject)"},
+                "placeholder": {"tag": "plain_text", "content": _("Reason (required to reject)")},
                 "max_length": 1000,
             },
             {
@@ -75,12 +82,12 @@ def answer_form(ref: str) -> dict[str, Any]:
                     {
                         "tag": "column",
                         "width": "auto",
-                        "elements": [_submit("Approve", APPROVE, ref, "primary")],
+                        "elements": [_submit(_("Approve"), APPROVE, ref, "primary")],
                     },
                     {
                         "tag": "column",
                         "width": "auto",
-                        "elements": [_submit("Reject", REJECT, ref, "danger")],
+                        "elements": [_submit(_("Reject"), REJECT, ref, "danger")],
                     },
                 ],
             },

@@ -28,9 +28,10 @@ class Rich:
     text: str  #: the plain fallback
     links: list[tuple[str, str]] = field(default_factory=list)  #: (label, url) of the link buttons
     approval_ref: str | None = None  #: the encoded ``ActionRef`` of a waiting request's buttons
+    locale: str | None = None  #: the language it was rendered in (labels added later follow it)
 
 
-def from_blocks(message: Message) -> Rich:
+def from_blocks(message: Message, *, locale: str | None = None) -> Rich:
     """Title (the first header), Markdown body, links and approval reference of a Block Kit message."""
     title = ""
     parts: list[str] = []
@@ -73,6 +74,7 @@ def from_blocks(message: Message) -> Rich:
         text=plain_of(message.text),
         links=links,
         approval_ref=approval_ref,
+        locale=locale,
     )
 
 

@@ -56,7 +56,7 @@ def deliver_update(run: DeliveryRun, group: Group) -> float | None:
     if not run.claim(group):
         return None
     channel = run.channels[group.channel]
-    message = channel.render(group.items, base_url=run.airflow_url)
+    message = channel.render(group.items, base_url=run.airflow_url, locale=group.locale)
     outcome: Any = None
     for conversation, message_id in sorted({(r.slack_channel, r.slack_ts) for r in rows}):
         outcome = channel.edit(

@@ -72,6 +72,7 @@ def enqueue(
                 recipient=recipient.name,
                 channel=channel,
                 address=address,
+                locale=recipient.locale,
                 group_key=group_key[:255],
                 payload=payload,
                 state="pending",

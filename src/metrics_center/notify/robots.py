@@ -113,8 +113,8 @@ class _Robot:
     def __init__(self, *, interval: float = ROBOT_INTERVAL) -> None:
         self.interval = interval
 
-    def render(self, items: Sequence[Item], *, base_url: str | None) -> Rich:
-        return from_blocks(render_group(items, base_url=base_url))
+    def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Rich:
+        return from_blocks(render_group(items, base_url=base_url, locale=locale), locale=locale)
 
     def edit(self, *, conversation: str, message_id: str, address: str, message: Rich) -> Outcome:
         return self.post(address=address, message=message, token=message_id)
@@ -272,8 +272,8 @@ class RobotOrInbox:
         self.name, self.interval = robot.name, robot.interval
         self.searchable, self.idempotent = False, False
 
-    def render(self, items: Sequence[Item], *, base_url: str | None) -> Rich:
-        return self.robot.render(items, base_url=base_url)
+    def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Rich:
+        return self.robot.render(items, base_url=base_url, locale=locale)
 
     def post(self, *, address: str, message: Rich, token: str) -> Outcome:
         target = self.robot if self.robot.configured(address) else self.inbox

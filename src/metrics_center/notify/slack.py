@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from metrics_center.i18n.translate import _, using
 from metrics_center.notify.alert_messages import (
     render_anomaly,
     render_generic,
@@ -22,10 +23,18 @@ from metrics_center.notify.blocks import TOP, Item, Message, as_dict, bounded
 from metrics_center.notify.change_messages import render_definition_change, render_history_changed
 
 
-def render_group(items: Sequence[Item], *, base_url: str | None = None, top: int = TOP) -> Message:
-    """One message for all ``items`` of a group, one part per kind (in the order first seen)."""
+def render_group(
+    items: Sequence[Item], *, base_url: str | None = None, top: int = TOP, locale: str | None = None
+) -> Message:
+    """One message for all ``items`` of a group, one part per kind (in the order first seen), in ``locale``
+    (``en`` or ``zh-CN``; None: English)."""
+    with using(locale):
+        return _render_group(items, base_url=base_url, top=top)
+
+
+def _render_group(items: Sequence[Item], *, base_url: str | None, top: int) -> Message:
     if not items:
-        return Message(text="Metrics Center: (no notifications)")
+        return Message(text="Metrics Center: " + _("(no notifications)"))
     by_kind: dict[str, list[Item]] = {}
     for item in items:
         by_kind.setdefault(str(item.kind), []).append(item)

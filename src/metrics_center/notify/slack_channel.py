@@ -21,8 +21,8 @@ class SlackChannel:
     searchable: bool = True
     idempotent: bool = False
 
-    def render(self, items: Sequence[Item], *, base_url: str | None) -> Message:
-        return render_group(items, base_url=base_url)
+    def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Message:
+        return render_group(items, base_url=base_url, locale=locale)
 
     def post(self, *, address: str, message: Message, token: str) -> Outcome:
         return post(

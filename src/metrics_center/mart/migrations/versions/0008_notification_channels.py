@@ -6,6 +6,8 @@
   e-mail address.
 - ``slack_channel`` / ``slack_ts`` keep their names (dashboards read them) but hold, for every channel, the
   conversation and message id the platform answered with, so a message can be edited in place.
+- ``notification.locale``: the language the recipient reads (``locale:`` in ``_teams.yaml``), rendered at
+  delivery.
 - ``chat_request_refusal``: every chat callback refused before it was read (forged, stale, replayed,
   oversized), kept for the security review: which chat, why, from where, and a digest of the body.
 
@@ -31,6 +33,13 @@ def upgrade() -> None:
                 nullable=False,
                 server_default="slack",
                 comment="The chat tool this row goes to: slack, feishu, dingtalk, wecom, email or inbox.",
+            )
+        )
+        batch.add_column(
+            sa.Column(
+                "locale",
+                sa.String(16),
+                comment="The recipient's language when the row was written (en, zh-CN); NULL: English.",
             )
         )
         batch.alter_column(
@@ -64,4 +73,5 @@ def downgrade() -> None:
     op.drop_index("ix_chat_request_refusal_received", "chat_request_refusal")
     op.drop_table("chat_request_refusal")
     with op.batch_alter_table("notification") as batch:
+        batch.drop_column("locale")
         batch.drop_column("channel")
