@@ -216,6 +216,24 @@ def post(client: Any, payload: dict[str, Any], **signing: Any) -> Any:
     return client.post(URL, content=body, headers=signed(body, **signing))
 
 
+def include_without_other_chats(home: Path) -> Path:
+    """The repo's ``include/`` copied to ``home``, its departments in Slack only (no Feishu group, no robots).
+
+    For tests that deliver from a thread while ``dag.test()`` runs tasks in-process: looking up a connection
+    that does not exist goes through the in-process task's channel to Airflow, which is not shared safely
+    between threads (a real deliverer runs in a task process of its own and looks them up up front)."""
+    import re
+    import shutil
+
+    shutil.copytree(REPO / "include", home)
+    teams = home / "metrics" / "_teams.yaml"
+    text = re.sub(
+        r"\n    (feishu_chat_id|dingtalk_webhook|wecom_webhook|notify):[^\n]*", "", teams.read_text()
+    )
+    teams.write_text(text)
+    return home
+
+
 def app_client() -> Any:
     """Airflow's api-server app in-process, with the plugins of :data:`PLUGINS` mounted."""
     from airflow.api_fastapi.app import create_app

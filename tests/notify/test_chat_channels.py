@@ -214,13 +214,19 @@ def test_an_answer_lost_after_the_robot_posted_is_sent_again_with_the_same_refer
     assert len(refs) == 1  # both carry the same reference
 
 
-def test_a_robot_connection_that_does_not_exist_is_named_with_the_fix(mart):
-    _enqueue(mart, department_recipient(_teams(dingtalk_webhook="nowhere_dingtalk"), "sales"), count=1)
+def test_a_robot_whose_connection_is_missing_waits_and_says_which_connection(mart, robots, monkeypatch):
+    """Like Slack without its connection: nothing fails, no try is counted, the report names the fix."""
+    _, wecom = robots
+    _enqueue(mart, department_recipient(_teams(wecom_webhook="sales_wecom"), "sales"), count=1)
+    monkeypatch.delenv("AIRFLOW_CONN_SALES_WECOM")
 
     report = _deliver(mart)
 
-    assert report.delivered == 0
-    assert "'nowhere_dingtalk'" in report.errors[0] and "does not exist" in report.errors[0]
+    assert (report.delivered, report.retried, report.pending, report.errors) == (0, 0, 1, ())
+    assert "'sales_wecom'" in report.skipped and "does not exist" in report.skipped
+    assert {(r.state, r.attempts) for r in _rows(mart)} == {("pending", 0)}
+    monkeypatch.setenv("AIRFLOW_CONN_SALES_WECOM", robot_connection(wecom.url, password=WECOM_KEY))
+    assert _deliver(mart).delivered == 1 and len(wecom.accepted) == 1  # added: it goes out
 
 
 # --- Feishu / Lark ---------------------------------------------------------------------------------

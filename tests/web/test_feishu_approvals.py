@@ -13,18 +13,17 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import threading
 import time
+import traceback
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from chat_stubs import FeishuStub, feishu_connection
 from Crypto.Cipher import AES
-from slack_support import BASE_URL, app_client
+from slack_support import BASE_URL, app_client, include_without_other_chats
 
 from metrics_center.mart.tables import approval_event, chat_request_refusal, slack_request
 from metrics_center.mart.tables import notification as n
@@ -35,7 +34,6 @@ URL = "/metrics-center/feishu/card"
 ENCRYPT_KEY = "feishu-encrypt-key-test"
 VERIFICATION_TOKEN = "feishu-verification-token"
 LOGICAL = datetime(2026, 11, 27, tzinfo=UTC)
-REPO_INCLUDE = Path(__file__).resolve().parents[2] / "include"
 #: person → (their Slack id in the demo's _teams.yaml, the Feishu open id that replaces it)
 PEOPLE = {
     "bob": ("U0BOB0001", "ou_bob"),
@@ -63,8 +61,7 @@ def feishu(monkeypatch):
 def feishu_only(tmp_path, monkeypatch):
     """The demo company, where the approvers use Feishu only (no Slack ids); bob may answer both stages
     of gmv_daily (to show that he may not answer both)."""
-    home = tmp_path / "include"
-    shutil.copytree(REPO_INCLUDE, home)
+    home = include_without_other_chats(tmp_path / "include")
     teams = home / "metrics" / "_teams.yaml"
     text = teams.read_text()
     for slack_id, open_id in PEOPLE.values():
@@ -189,6 +186,7 @@ def _run(dag_id: str, script):
         try:
             script(app_client())
         except BaseException as exc:
+            traceback.print_exc()  # shown at once: dag.test() may wait a long while before raising it
             errors.append(exc)
             _unblock(dag_id)
 

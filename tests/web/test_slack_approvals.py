@@ -7,9 +7,9 @@ maintenance follow-ups update every request message in place. Each refusal is au
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from slack_support import (
     InteractiveSlackStub,
     app_client,
     click,
+    include_without_other_chats,
     post,
     submit_view,
 )
@@ -31,7 +32,6 @@ from metrics_center.notify.approval_messages import APPROVE_ACTION, REJECT_ACTIO
 from metrics_center.web.slack_actions import forget_cached_secret, wait_for_work
 
 LOGICAL = datetime(2026, 11, 27, tzinfo=UTC)
-REPO_INCLUDE = Path(__file__).resolve().parents[2] / "include"
 BOB, CAROL, DAVE, ERIN, FRANK = "U0BOB0001", "U0CAROL01", "U0DAVE001", "U0ERIN001", "U0FRANK01"
 
 
@@ -45,14 +45,20 @@ def slack(monkeypatch):
     forget_cached_secret()
 
 
+@pytest.fixture(autouse=True)
+def slack_only(tmp_path, monkeypatch):
+    """The demo company with its departments in Slack only (see ``include_without_other_chats``)."""
+    home = include_without_other_chats(tmp_path / "include")
+    monkeypatch.setenv("METRICS_CENTER_HOME", str(home))
+    return home
+
+
 @pytest.fixture
-def shared_approver(tmp_path, monkeypatch):
+def shared_approver(slack_only):
     """gmv_daily where bob may answer both stages (to show that he may not answer both)."""
-    home = tmp_path / "include"
-    shutil.copytree(REPO_INCLUDE, home)
+    home = slack_only
     path = home / "metrics" / "gmv_daily.yaml"
     path.write_text(path.read_text().replace("approvers: [carol, dave]", "approvers: [carol, dave, bob]"))
-    monkeypatch.setenv("METRICS_CENTER_HOME", str(home))
     return home
 
 
@@ -69,6 +75,7 @@ def _run(dag_id: str, script):
         try:
             script(app_client())
         except BaseException as exc:
+            traceback.print_exc()  # shown at once: dag.test() may wait a long while before raising it
             errors.append(exc)
             _unblock(dag_id)
 

@@ -103,7 +103,15 @@ def deliver_pending(
         if time.monotonic() > run.deadline or run.stop.is_set():
             break
         run.recover(group)
-    run.deliver(run.due_groups(), workers=workers)
+    due, waiting_for = [], {}
+    for group in run.due_groups():
+        problem = getattr(run.channels[group.channel], "unready", lambda address: None)(group.address)
+        if problem is None:
+            due.append(group)
+        else:
+            waiting_for[problem] = None
+    run.deliver(due, workers=workers)
+    skipped = "; ".join([*([skipped] if skipped else []), *waiting_for]) or None
     return run.report(skipped=skipped)
 
 
@@ -115,7 +123,7 @@ def configured_channels(
     With ``METRICS_CENTER_INBOX`` set, a channel without its connection writes to the local inbox instead
     (:mod:`metrics_center.notify.inbox`).
     """
-    from metrics_center.notify.email_channel import EmailChannel, smtp_configured
+    from metrics_center.notify.email_channel import EmailChannel, smtp_connection
     from metrics_center.notify.feishu import FeishuChannel, feishu_app, feishu_client
     from metrics_center.notify.feishu_cards import card
     from metrics_center.notify.inbox import InboxChannel
@@ -167,8 +175,8 @@ def configured_channels(
                 else robot
             )
     if "email" in wanted:
-        if smtp_configured():
-            channels["email"] = EmailChannel()
+        if (smtp := smtp_connection()) is not None:
+            channels["email"] = EmailChannel(connection=smtp)
         else:
             stand_in(
                 "email",

@@ -12,6 +12,7 @@ import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from metrics_center import settings
 from metrics_center.notify.blocks import Item
@@ -22,7 +23,8 @@ from metrics_center.notify.slack import render_group
 
 @dataclass
 class EmailChannel:
-    conn_id: str = settings.SMTP_CONN_ID
+    #: The SMTP connection, looked up by the caller (one thread); the sending threads only read it.
+    connection: Any
     interval: float = 0.2
     name: str = "email"
     searchable: bool = False
@@ -33,7 +35,7 @@ class EmailChannel:
 
     def post(self, *, address: str, message: Rich, token: str) -> Outcome:
         try:
-            with _once_hook()(smtp_conn_id=self.conn_id) as hook:
+            with _once_hook(self.connection)(smtp_conn_id=self.connection.conn_id) as hook:
                 hook.send_email_smtp(
                     to=address,
                     subject=f"[Metrics Center] {message.title}",
@@ -59,8 +61,9 @@ class EmailChannel:
         return None
 
 
-def _once_hook() -> type:
-    """Airflow's ``SmtpHook`` that never retries ``sendmail`` itself."""
+def _once_hook(connection: Any) -> type:
+    """Airflow's ``SmtpHook`` on ``connection`` (no look-up in the sending thread), never retrying
+    ``sendmail`` itself."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     class OnceSmtpHook(SmtpHook):
@@ -68,15 +71,19 @@ def _once_hook() -> type:
         def smtp_retry_limit(self) -> int:
             return 0
 
+        @classmethod
+        def get_connection(cls, conn_id: str) -> Any:
+            return connection
+
     return OnceSmtpHook
 
 
-def smtp_configured(conn_id: str = settings.SMTP_CONN_ID) -> bool:
+def smtp_connection(conn_id: str = settings.SMTP_CONN_ID) -> Any | None:
+    """The SMTP connection, or None when there is none."""
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        Connection.get(conn_id)
+        return Connection.get(conn_id)
     except AirflowNotFoundException:
-        return False
-    return True
+        return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -112,6 +113,24 @@ class _Robot:
 
     def __init__(self, *, interval: float = ROBOT_INTERVAL) -> None:
         self.interval = interval
+        # Connections are looked up once per delivery call, in the calling thread: a task's channel to
+        # Airflow (which answers connection look-ups) is not safe to share between the sending threads.
+        self._targets: dict[str, RobotTarget | LookupError] = {}
+        self._lock = threading.Lock()
+
+    def resolved(self, conn_id: str) -> RobotTarget:
+        """The robot of ``conn_id`` (looked up once); ``LookupError`` naming the fix when unusable."""
+        with self._lock:
+            found = self._targets.get(conn_id)
+            if found is None:
+                try:
+                    found = self.target(conn_id)
+                except LookupError as exc:
+                    found = exc
+                self._targets[conn_id] = found
+        if isinstance(found, LookupError):
+            raise found
+        return found
 
     def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Rich:
         return from_blocks(render_group(items, base_url=base_url, locale=locale), locale=locale)
@@ -126,7 +145,7 @@ class _Robot:
 
     def post(self, *, address: str, message: Rich, token: str) -> Outcome:
         try:
-            target = self.target(address)
+            target = self.resolved(address)
         except LookupError as exc:
             return Failed(error=f"{self.platform}: {exc}", certain=True)
         url, body = self.request(target, message, token=token)
@@ -141,9 +160,17 @@ class _Robot:
     def body(self, message: Rich, *, token: str, keyword: str | None = None) -> dict[str, Any]:
         raise NotImplementedError
 
+    def unready(self, conn_id: str) -> str | None:
+        """Why messages to this robot wait (its connection is missing or empty), or None to send them."""
+        try:
+            self.resolved(conn_id)
+        except LookupError as exc:
+            return f"{self.platform} messages to {conn_id!r} stay pending: {exc}"
+        return None
+
     def configured(self, conn_id: str) -> bool:
         try:
-            self.target(conn_id)
+            self.resolved(conn_id)
         except LookupError:
             return False
         return True
@@ -274,6 +301,10 @@ class RobotOrInbox:
 
     def render(self, items: Sequence[Item], *, base_url: str | None, locale: str | None = None) -> Rich:
         return self.robot.render(items, base_url=base_url, locale=locale)
+
+    def unready(self, address: str) -> str | None:
+        self.robot.configured(address)  # looked up now, in the calling thread
+        return None
 
     def post(self, *, address: str, message: Rich, token: str) -> Outcome:
         target = self.robot if self.robot.configured(address) else self.inbox
