@@ -26,3 +26,32 @@ def approval_body(dag_run, task_id: str) -> str:
                 TaskInstance.task_id == task_id,
             )
         )
+
+
+def fail_waiting(dag_id: str, *, timeout: float = 90.0) -> None:
+    """Fail every approval of ``dag_id`` that waits for input, until its ``dag.test()`` run has ended.
+
+    Someone marking the stage failed in Airflow's UI, or a test whose people gave up: ``dag.test()`` only
+    returns once nothing waits. Done again every half second, because a task still parking may write
+    ``awaiting_input`` after a first pass (under load, seconds later).
+    """
+    import time
+
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with create_session() as session:
+            for ti in session.scalars(
+                sa.select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.state == "awaiting_input"
+                )
+            ):
+                ti.state = "failed"
+            running = session.scalar(
+                sa.select(sa.func.count()).where(DagRun.dag_id == dag_id, DagRun.state == "running")
+            )
+        if not running:
+            return
+        time.sleep(0.5)

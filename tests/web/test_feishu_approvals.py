@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from chat_stubs import FeishuStub, feishu_connection
 from Crypto.Cipher import AES
+from dag_helpers import fail_waiting
 from slack_support import BASE_URL, app_client, include_without_other_chats
 
 from metrics_center.mart.tables import approval_event, chat_request_refusal, slack_request
@@ -201,16 +202,8 @@ def _run(dag_id: str, script):
 
 
 def _unblock(dag_id: str) -> None:
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for ti in session.scalars(
-            sa.select(TaskInstance).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.state == "awaiting_input"
-            )
-        ):
-            ti.state = "failed"
+    """Fail what waits, so that ``dag.test()`` returns (in a thread: the run may still be parking)."""
+    threading.Thread(target=fail_waiting, args=(dag_id,), daemon=True).start()
 
 
 def _awaiting(dag_id: str, task_id: str, timeout: float = 120) -> None:

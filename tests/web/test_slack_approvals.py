@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from dag_helpers import fail_waiting
 from slack_support import (
     BASE_URL,
     CONN,
@@ -90,17 +91,8 @@ def _run(dag_id: str, script):
 
 
 def _unblock(dag_id: str) -> None:
-    """After a failed script: fail what waits, so that ``dag.test()`` returns."""
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for ti in session.scalars(
-            sa.select(TaskInstance).where(
-                TaskInstance.dag_id == dag_id, TaskInstance.state == "awaiting_input"
-            )
-        ):
-            ti.state = "failed"
+    """Fail what waits, so that ``dag.test()`` returns (in a thread: the run may still be parking)."""
+    threading.Thread(target=fail_waiting, args=(dag_id,), daemon=True).start()
 
 
 def _awaiting(dag_id: str, task_id: str, timeout: float = 120) -> tuple[str, float]:
