@@ -147,7 +147,12 @@ def test_failing_expectation_blocks_publishing(mart, tmp_path, monkeypatch):
         failed = conn.execute(
             sa.text("SELECT expectation, severity FROM quality_result WHERE NOT success ORDER BY id")
         ).all()
-        alerts = conn.execute(sa.text("SELECT kind, state FROM notification ORDER BY id")).all()
+        alerts = conn.execute(
+            sa.text(
+                "SELECT DISTINCT kind, state FROM notification WHERE channel = 'slack' ORDER BY kind DESC"
+            )
+        ).all()
+        chats = {row[0] for row in conn.execute(sa.text("SELECT DISTINCT channel FROM notification"))}
     # The blocking expectation fails the gate; the demo's planted settlement gap only warns.
     assert [tuple(f) for f in failed] == [
         ("expect_column_values_to_be_between", "block"),
@@ -155,6 +160,7 @@ def test_failing_expectation_blocks_publishing(mart, tmp_path, monkeypatch):
     ]
     # (A metric's first version is no change to anyone's numbers: it is not broadcast.)
     assert [tuple(a) for a in alerts] == [("reconciliation", "pending"), ("quality_failure", "pending")]
+    assert chats == {"slack", "feishu", "dingtalk", "wecom"}  # each of the sales department's chats
 
 
 # A whole DAG run per backend costs CI ~10 s; what differs between the backends here is covered per backend

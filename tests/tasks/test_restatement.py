@@ -80,7 +80,7 @@ def test_a_restated_range_supersedes_keeps_history_and_tells_subscribers(mart, f
             {"d": LATE_DAY},
         ).all()
         told = conn.execute(
-            sa.select(notification.c.recipient, notification.c.payload).where(
+            sa.select(notification.c.recipient, notification.c.channel, notification.c.payload).where(
                 notification.c.kind == "history_changed"
             )
         ).all()
@@ -101,7 +101,13 @@ def test_a_restated_range_supersedes_keeps_history_and_tells_subscribers(mart, f
     assert [tuple(h)[:2] for h in history] == [(1, 0), (1, 1)]
 
     # Told once per recipient: owner's department, subscribers, the owner of refund_rate_daily (built on it).
-    assert sorted(r.recipient for r in told) == ["dave", "finance", "sales"]
+    assert sorted({r.recipient for r in told}) == ["dave", "finance", "sales"]
+    assert sorted(r.channel for r in told if r.recipient == "sales") == [
+        "dingtalk",
+        "feishu",
+        "slack",
+        "wecom",
+    ]
     periods = told[0].payload["periods"]
     assert [p["period"] for p in periods] == [LATE_DAY.isoformat()]  # only the day whose numbers changed
     assert periods[0]["new_total"] - periods[0]["old_total"] == pytest.approx(1234.5)
