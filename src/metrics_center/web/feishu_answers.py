@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,9 @@ def handle_card_action(event: dict[str, Any]) -> None:
     context = body.get("context") or {}
     app = cached_feishu_app()
     clicker = FeishuClicker(
-        client=feishu_client(app) if app is not None else None,
+        # Built when first needed (a reply, the card update): lark-oapi takes seconds to import, and the
+        # answer is recorded before that.
+        make_client=(lambda: feishu_client(app)) if app is not None else None,
         open_id=str(operator.get("open_id") or ""),
         union_id=str(operator.get("union_id") or "") or None,
         chat=context.get("open_chat_id"),
@@ -67,7 +70,7 @@ def handle_card_action(event: dict[str, Any]) -> None:
 class FeishuClicker:
     """A Feishu user who clicked: told in a direct message; the clicked card patched for everyone."""
 
-    client: Any
+    make_client: Callable[[], Any] | None
     open_id: str
     union_id: str | None
     chat: str | None
@@ -75,6 +78,13 @@ class FeishuClicker:
     event_id: str
     env: ChatEnv | None = None
     via: str = "feishu"
+    _client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None and self.make_client is not None:
+            self._client = self.make_client()
+        return self._client
 
     @property
     def account(self) -> str:
