@@ -335,3 +335,31 @@ def test_committed_json_schemas_are_current(tmp_path: Path, capsys):
         committed = (REPO / "schemas" / f"{name}.schema.json").read_text()
         assert committed == generated, f"schemas/{name}.schema.json is stale: run `make schema`"
     assert "metric.schema.json" in capsys.readouterr().out
+
+
+def test_chat_addresses_in_teams_are_checked_and_the_fix_is_named(tmp_path: Path):
+    path = tmp_path / TEAMS_FILE
+    path.write_text(
+        "departments:\n"
+        "  sales:\n"
+        "    name: Sales\n"
+        "    feishu_chat_id: sales-group\n"
+        "    dingtalk_webhook: 'https://oapi.dingtalk.com/robot/send?access_token=secret'\n"
+        "    locale: zh-TW\n"
+        "    notify: {anomaly: [telegram]}\n"
+        "people:\n"
+        "  bob: {name: Bob, department: sales, feishu_open_id: ou_bob, locale: zh-CN}\n"
+    )
+    with pytest.raises(SpecError) as raised:
+        load_teams(path)
+    text = str(raised.value)
+    assert (
+        "departments.sales.feishu_chat_id: 'sales-group' is not a feishu_chat_id — copy the group's chat id"
+        in text
+    )
+    # a secret in the YAML is refused: the robot's token belongs in an Airflow connection
+    assert (
+        "dingtalk_webhook: 'https://oapi.dingtalk.com/robot/send?access_token=secret' is not a dingtalk_webhook"
+        in text
+    )
+    assert "departments.sales.locale" in text and "departments.sales.notify.anomaly" in text
