@@ -1,4 +1,5 @@
-"""Approval messages in Slack: the request, the reminder and the in-place update after the decision.
+"""Approval messages (Block Kit; other chats read them as Markdown): the request, the reminder and the in-place
+update after the decision.
 
 Pure functions of stored outbox payloads (no I/O, no Airflow import), registered with
 :mod:`metrics_center.notify.slack`'s renderers. The Approve / Reject buttons carry an :class:`ActionRef`

@@ -1,4 +1,4 @@
-"""Approval requests into the outbox: a HITL notifier that asks every approver of a stage in Slack.
+"""Approval requests into the outbox: a HITL notifier that asks every approver of a stage in their chats.
 
 :class:`ApprovalRequestNotifier` runs in the approval task right after Airflow wrote the HITL record
 and before the task parks. It writes one ``approval_request`` notification per approver (a DM by
@@ -29,7 +29,7 @@ PAGE_PATH = "/metrics-center/"
 
 
 class ApprovalRequestNotifier(BaseNotifier):
-    """Ask the stage's approvers in Slack (through the outbox). Logs, never raises.
+    """Ask the stage's approvers in their chats (through the outbox). Logs, never raises.
 
     :param spec: the metric.
     :param stage: the approval stage the task asks.
@@ -55,7 +55,7 @@ class ApprovalRequestNotifier(BaseNotifier):
             count = enqueue_from_context(context, spec=self.spec, stage=self.stage, teams=self.teams)
         except Exception as exc:
             log.warning(
-                "the approvers of %s were not asked in Slack (%s: %s); they can answer in Airflow's Required "
+                "the approvers of %s were not asked in their chats (%s: %s); they can answer in Airflow's Required "
                 "Actions or on the Metrics Center page",
                 self.stage.name,
                 type(exc).__name__,
@@ -64,7 +64,7 @@ class ApprovalRequestNotifier(BaseNotifier):
             )
             return
         log.info(
-            "asked %d approver(s) of %s in Slack (outbox; delivered by the maintenance DAG)",
+            "asked %d approver(s) of %s in their chats (outbox; delivered by the maintenance DAG)",
             count,
             self.stage.name,
         )

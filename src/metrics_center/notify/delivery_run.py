@@ -40,14 +40,14 @@ class DeliveryReport:
     """What one :func:`deliver_pending` call did (counts of notifications, i.e. rows)."""
 
     delivered: int = 0  #: posted by this call
-    messages: int = 0  #: Slack messages posted by this call (one per group)
-    recovered: int = 0  #: posted by a call that died before recording it; found in Slack, marked delivered
+    messages: int = 0  #: messages posted by this call (one per group and channel)
+    recovered: int = 0  #: posted by a call that died before recording it; found (or re-sent idempotently)
     retried: int = 0  #: failed this time, will be tried again
     dead: int = 0  #: gave up this time (``max_attempts`` reached)
     pending: int = 0  #: still waiting afterwards (not yet due, rate limited, no address, or unverified)
-    unaddressed: int = 0  #: of those, with no Slack address (department without slack_channel)
+    unaddressed: int = 0  #: of those, with no address at all (nobody in _teams.yaml to reach them)
     dead_total: int = 0  #: dead rows in the outbox, this call's included
-    skipped: str | None = None  #: why nothing was attempted (no Slack connection), else None
+    skipped: str | None = None  #: why some channels or addresses waited (a missing connection), else None
     errors: tuple[str, ...] = ()  #: distinct errors met by this call
 
 

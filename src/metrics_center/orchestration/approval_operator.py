@@ -65,7 +65,7 @@ class MetricApprovalOperator(ApprovalOperator):
             params={},
             response_timeout=approval.timeout_delta,
             ignore_downstream_trigger_rules=True,
-            # Asks the approvers in Slack through the outbox once the HITL record exists; never raises.
+            # Asks the approvers in their chats through the outbox once the HITL record exists; never raises.
             notifiers=[ApprovalRequestNotifier(spec=spec, stage=stage, teams=teams)],
             **kwargs,
         )
