@@ -91,7 +91,13 @@ os.environ.pop("METRICS_CENTER_MART_URL", None)
 import sqlalchemy as sa  # noqa: E402
 
 sys.path.insert(0, str(_REPO / "tests"))
-from chat_stubs import FeishuStub, feishu_connection  # noqa: E402
+from chat_stubs import (  # noqa: E402
+    FeishuStub,
+    card_click_event,
+    encrypt_callback,
+    feishu_connection,
+    feishu_signed_headers,
+)
 
 PG_ADMIN = os.environ.get("METRICS_CENTER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DAG = "lead_conversion_rate"
@@ -177,41 +183,17 @@ def _include() -> Path:
 
 def _feishu_click(run_id: str) -> tuple[bytes, dict[str, str]]:
     """frank's Approve on his card for ``run_id``: the event encrypted and signed as Feishu does."""
-    import base64
-    import hashlib
-    import uuid
-
-    from Crypto.Cipher import AES
-
     ref = json.dumps({"d": DAG, "r": run_id, "t": TASK, "n": 1}, separators=(",", ":"))
-    event = {
-        "schema": "2.0",
-        "header": {
-            "event_id": uuid.uuid4().hex,
-            "token": FEISHU_TOKEN,
-            "create_time": str(int(time.time() * 1000)),
-            "event_type": "card.action.trigger",
-        },
-        "event": {
-            "operator": {"open_id": "ou_frank"},
-            "action": {"value": {"action": "approve", "ref": ref}, "tag": "button", "name": "approve"},
-            "context": {"open_message_id": "om_bench", "open_chat_id": "oc_bench"},
-        },
-    }
-    raw = json.dumps(event).encode()
-    pad = 16 - len(raw) % 16
-    iv = os.urandom(16)
-    cipher = AES.new(hashlib.sha256(FEISHU_KEY.encode()).digest(), AES.MODE_CBC, iv)
-    body = json.dumps({"encrypt": base64.b64encode(iv + cipher.encrypt(raw + bytes([pad]) * pad)).decode()})
-    stamp, nonce = str(int(time.time())), uuid.uuid4().hex
-    signature = hashlib.sha256((stamp + nonce + FEISHU_KEY).encode() + body.encode()).hexdigest()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Lark-Request-Timestamp": stamp,
-        "X-Lark-Request-Nonce": nonce,
-        "X-Lark-Signature": signature,
-    }
-    return body.encode(), headers
+    event = card_click_event(
+        token=FEISHU_TOKEN,
+        open_id="ou_frank",
+        action="approve",
+        value={"action": "approve", "ref": ref},
+        message_id="om_bench",
+        chat_id="oc_bench",
+    )
+    body = encrypt_callback(event, key=FEISHU_KEY)
+    return body, feishu_signed_headers(body, key=FEISHU_KEY)
 
 
 def _synthetic_history(mart: sa.Engine, *, oldest: date, window: int) -> int:

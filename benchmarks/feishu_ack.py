@@ -62,7 +62,13 @@ os.environ.pop("AIRFLOW_CONN_METRICS_MART", None)
 sys.path.insert(0, str(_REPO / "tests"))
 
 import sqlalchemy as sa  # noqa: E402
-from chat_stubs import FeishuStub, feishu_connection  # noqa: E402
+from chat_stubs import (  # noqa: E402
+    FeishuStub,
+    card_click_event,
+    encrypt_callback,
+    feishu_connection,
+    feishu_signed_headers,
+)
 
 PG_ADMIN = os.environ.get("METRICS_CENTER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROUTE = "/metrics-center/feishu/card"
@@ -74,47 +80,22 @@ RUN_ID = "manual__2026-01-01T00:00:00+00:00"  # no such run: every click ends as
 
 def _click(n: int) -> bytes:
     """Bob's Approve on the sales review as Feishu sends it: a unique event, encrypted with the app's key."""
-    import base64
-    import hashlib
-
-    from Crypto.Cipher import AES
-
     ref = json.dumps(
         {"d": "gmv_daily", "r": RUN_ID, "t": "approve_sales_review", "n": 1}, separators=(",", ":")
     )
-    event = {
-        "schema": "2.0",
-        "header": {
-            "event_id": f"bench-{n}-{uuid.uuid4().hex}",
-            "token": VERIFICATION_TOKEN,
-            "create_time": str(int(time.time() * 1000)),
-            "event_type": "card.action.trigger",
-        },
-        "event": {
-            "operator": {"open_id": "ou_bob"},
-            "action": {"value": {"action": "approve", "ref": ref}, "tag": "button", "name": "approve"},
-            "context": {"open_message_id": "om_bench", "open_chat_id": "oc_bench"},
-        },
-    }
-    raw = json.dumps(event).encode()
-    pad = 16 - len(raw) % 16
-    iv = os.urandom(16)
-    cipher = AES.new(hashlib.sha256(ENCRYPT_KEY.encode()).digest(), AES.MODE_CBC, iv)
-    sealed = base64.b64encode(iv + cipher.encrypt(raw + bytes([pad]) * pad)).decode()
-    return json.dumps({"encrypt": sealed}).encode()
+    event = card_click_event(
+        token=VERIFICATION_TOKEN,
+        open_id="ou_bob",
+        action="approve",
+        value={"action": "approve", "ref": ref},
+        message_id="om_bench",
+        chat_id="oc_bench",
+    )
+    return encrypt_callback(event, key=ENCRYPT_KEY)
 
 
 def signed(body: bytes) -> dict[str, str]:
-    import hashlib
-
-    stamp, nonce = str(int(time.time())), uuid.uuid4().hex
-    signature = hashlib.sha256((stamp + nonce + ENCRYPT_KEY).encode() + body).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-Lark-Request-Timestamp": stamp,
-        "X-Lark-Request-Nonce": nonce,
-        "X-Lark-Signature": signature,
-    }
+    return feishu_signed_headers(body, key=ENCRYPT_KEY)
 
 
 def _teams_with_feishu() -> Path:

@@ -250,3 +250,63 @@ def feishu_connection(url: str, **extra: str) -> str:
     return json.dumps(
         {"conn_type": "http", "host": url, "login": FEISHU_APP_ID, "password": FEISHU_SECRET, "extra": extra}
     )
+
+
+def encrypt_callback(payload: dict[str, Any], *, key: str) -> bytes:
+    """A callback body as Feishu sends it encrypted: AES-256-CBC, key = SHA-256 of the Encrypt Key, random IV
+    first, base64, in ``{"encrypt": …}``."""
+    import os
+
+    from Crypto.Cipher import AES
+
+    raw = json.dumps(payload).encode()
+    pad = 16 - len(raw) % 16
+    iv = os.urandom(16)
+    cipher = AES.new(hashlib.sha256(key.encode()).digest(), AES.MODE_CBC, iv)
+    sealed = base64.b64encode(iv + cipher.encrypt(raw + bytes([pad]) * pad)).decode()
+    return json.dumps({"encrypt": sealed}).encode()
+
+
+def feishu_signed_headers(body: bytes, *, key: str, timestamp: int | None = None) -> dict[str, str]:
+    """Feishu's request signature: sha256(timestamp + nonce + encrypt key + body)."""
+    import uuid
+
+    stamp, nonce = str(timestamp or int(time.time())), uuid.uuid4().hex
+    return {
+        "Content-Type": "application/json",
+        "X-Lark-Request-Timestamp": stamp,
+        "X-Lark-Request-Nonce": nonce,
+        "X-Lark-Signature": hashlib.sha256((stamp + nonce + key).encode() + body).hexdigest(),
+    }
+
+
+def card_click_event(
+    *,
+    token: str,
+    open_id: str,
+    action: str,
+    value: dict[str, Any],
+    message_id: str,
+    chat_id: str,
+    reason: str = "",
+) -> dict[str, Any]:
+    """A ``card.action.trigger`` event (schema 2.0) of ``open_id`` clicking button ``action``."""
+    import uuid
+
+    return {
+        "schema": "2.0",
+        "header": {
+            "event_id": uuid.uuid4().hex,
+            "token": token,
+            "create_time": str(int(time.time() * 1000)),
+            "event_type": "card.action.trigger",
+            "tenant_key": "tenant",
+            "app_id": FEISHU_APP_ID,
+        },
+        "event": {
+            "operator": {"open_id": open_id, "union_id": f"on_{open_id[3:]}"},
+            "token": "c-callback-token",
+            "action": {"value": value, "tag": "button", "name": action, "form_value": {"reason": reason}},
+            "context": {"open_message_id": message_id, "open_chat_id": chat_id},
+        },
+    }

@@ -208,7 +208,9 @@ def test_the_notifier_never_fails_the_approval_task():
         logger.removeHandler(handler)
 
     [record] = records
-    assert "were not asked in their chats" in record.getMessage() and "Required Actions" in record.getMessage()
+    assert (
+        "were not asked in their chats" in record.getMessage() and "Required Actions" in record.getMessage()
+    )
 
 
 def test_an_interrupted_update_is_simply_done_again(mart, stub):

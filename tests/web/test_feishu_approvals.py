@@ -8,22 +8,23 @@ people with the same rules as Slack and the page, and the cards are updated in p
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import os
 import re
 import threading
 import time
-import traceback
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-from chat_stubs import FeishuStub, feishu_connection
-from Crypto.Cipher import AES
-from dag_helpers import fail_waiting
+from chat_stubs import (
+    FeishuStub,
+    card_click_event,
+    encrypt_callback,
+    feishu_connection,
+    feishu_signed_headers,
+)
+from dag_helpers import fail_waiting, run_with_people, wait_awaiting
 from slack_support import BASE_URL, app_client, include_without_other_chats
 
 from metrics_center.mart.tables import approval_event, chat_request_refusal, slack_request
@@ -85,25 +86,11 @@ def _fresh(mart):
 
 
 def encrypt(payload: dict, *, key: str = ENCRYPT_KEY) -> bytes:
-    """Feishu's encryption: AES-256-CBC, key = SHA-256 of the Encrypt Key, random IV first, base64."""
-    raw = json.dumps(payload).encode()
-    pad = 16 - len(raw) % 16
-    iv = os.urandom(16)
-    cipher = AES.new(hashlib.sha256(key.encode()).digest(), AES.MODE_CBC, iv)
-    return json.dumps(
-        {"encrypt": base64.b64encode(iv + cipher.encrypt(raw + bytes([pad]) * pad)).decode()}
-    ).encode()
+    return encrypt_callback(payload, key=key)
 
 
 def signed_headers(body: bytes, *, key: str = ENCRYPT_KEY, timestamp: int | None = None) -> dict[str, str]:
-    stamp, nonce = str(timestamp or int(time.time())), uuid.uuid4().hex
-    signature = hashlib.sha256((stamp + nonce + key).encode() + body).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-Lark-Request-Timestamp": stamp,
-        "X-Lark-Request-Nonce": nonce,
-        "X-Lark-Signature": signature,
-    }
+    return feishu_signed_headers(body, key=key, timestamp=timestamp)
 
 
 def card_event(stub: FeishuStub, message_id: str, *, open_id: str, action: str, reason: str = "") -> dict:
@@ -119,28 +106,15 @@ def card_event(stub: FeishuStub, message_id: str, *, open_id: str, action: str, 
         for element in column["elements"]
     ]
     [button] = [b for b in buttons if b["name"] == action]
-    return {
-        "schema": "2.0",
-        "header": {
-            "event_id": uuid.uuid4().hex,
-            "token": VERIFICATION_TOKEN,
-            "create_time": str(int(time.time() * 1000)),
-            "event_type": "card.action.trigger",
-            "tenant_key": "tenant",
-            "app_id": "cli_a1b2c3",
-        },
-        "event": {
-            "operator": {"open_id": open_id, "union_id": f"on_{open_id[3:]}"},
-            "token": "c-callback-token",
-            "action": {
-                "value": button["behaviors"][0]["value"],
-                "tag": "button",
-                "name": action,
-                "form_value": {"reason": reason},
-            },
-            "context": {"open_message_id": message_id, "open_chat_id": stub.chat_of[message_id]},
-        },
-    }
+    return card_click_event(
+        token=VERIFICATION_TOKEN,
+        open_id=open_id,
+        action=action,
+        value=button["behaviors"][0]["value"],
+        message_id=message_id,
+        chat_id=stub.chat_of[message_id],
+        reason=reason,
+    )
 
 
 def click(client, event: dict):
@@ -179,26 +153,7 @@ def _told(stub: FeishuStub, open_id: str) -> list[str]:
 
 
 def _run(dag_id: str, script):
-    from metrics_center.orchestration.dag_builder import build_dags
-
-    errors: list[BaseException] = []
-
-    def people():
-        try:
-            script(app_client())
-        except BaseException as exc:
-            traceback.print_exc()  # shown at once: dag.test() may wait a long while before raising it
-            errors.append(exc)
-            _unblock(dag_id)
-
-    thread = threading.Thread(target=people, daemon=True)
-    thread.start()
-    dag_run = build_dags(only_dag_id=dag_id)[dag_id].test(logical_date=LOGICAL)
-    thread.join(180)
-    assert wait_for_work(60)
-    if errors:
-        raise errors[0]
-    return dag_run
+    return run_with_people(dag_id, script, logical_date=LOGICAL, client_factory=app_client)
 
 
 def _unblock(dag_id: str) -> None:
@@ -206,22 +161,8 @@ def _unblock(dag_id: str) -> None:
     threading.Thread(target=fail_waiting, args=(dag_id,), daemon=True).start()
 
 
-def _awaiting(dag_id: str, task_id: str, timeout: float = 120) -> None:
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with create_session() as session:
-            ti = session.scalar(
-                sa.select(TaskInstance)
-                .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
-                .order_by(TaskInstance.start_date.desc().nullslast())
-            )
-            if ti is not None and str(getattr(ti.state, "value", ti.state)) == "awaiting_input":
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"{dag_id}.{task_id} never waited for input")
+def _awaiting(dag_id: str, task_id: str, timeout: float = 120) -> tuple[str, float]:
+    return wait_awaiting(dag_id, task_id, timeout)
 
 
 def _audit(mart) -> list[tuple]:

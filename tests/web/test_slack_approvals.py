@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dag_helpers import fail_waiting
+from dag_helpers import fail_waiting, run_with_people, wait_awaiting
 from slack_support import (
     BASE_URL,
     CONN,
@@ -67,27 +66,7 @@ def shared_approver(slack_only):
 
 
 def _run(dag_id: str, script):
-    """``dag.test()`` here, the people (``script(client)``) in a thread; their errors fail the test."""
-    from metrics_center.orchestration.dag_builder import build_dags
-
-    errors: list[BaseException] = []
-
-    def people():
-        try:
-            script(app_client())
-        except BaseException as exc:
-            traceback.print_exc()  # shown at once: dag.test() may wait a long while before raising it
-            errors.append(exc)
-            _unblock(dag_id)
-
-    thread = threading.Thread(target=people, daemon=True)
-    thread.start()
-    dag_run = build_dags(only_dag_id=dag_id)[dag_id].test(logical_date=LOGICAL)
-    thread.join(180)
-    assert wait_for_work(60)
-    if errors:
-        raise errors[0]
-    return dag_run
+    return run_with_people(dag_id, script, logical_date=LOGICAL, client_factory=app_client)
 
 
 def _unblock(dag_id: str) -> None:
@@ -96,21 +75,7 @@ def _unblock(dag_id: str) -> None:
 
 
 def _awaiting(dag_id: str, task_id: str, timeout: float = 120) -> tuple[str, float]:
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with create_session() as session:
-            ti = session.scalar(
-                sa.select(TaskInstance)
-                .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
-                .order_by(TaskInstance.start_date.desc().nullslast())
-            )
-            if ti is not None and str(getattr(ti.state, "value", ti.state)) == "awaiting_input":
-                return ti.run_id, time.monotonic()
-        time.sleep(0.02)
-    raise TimeoutError(f"{dag_id}.{task_id} never waited for input")
+    return wait_awaiting(dag_id, task_id, timeout)
 
 
 def _deliver(mart) -> None:

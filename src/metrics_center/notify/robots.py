@@ -19,6 +19,7 @@ requests carry a link straight to the stage on the Metrics Center page (robots h
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import hmac
@@ -99,7 +100,7 @@ def cut_bytes(text: str, limit: int) -> str:
     return encoded[: limit - 20].decode(errors="ignore") + "\n\n… (cut)"
 
 
-class _Robot:
+class _Robot(abc.ABC):
     """What the two robots share: rendering, posting JSON, classifying the answer."""
 
     name: ClassVar[str]
@@ -151,14 +152,17 @@ class _Robot:
         url, body = self.request(target, message, token=token)
         return self.send(url, body, address=address, token=token)
 
+    @abc.abstractmethod
     def target(self, conn_id: str) -> RobotTarget:
-        raise NotImplementedError
+        """The robot of connection ``conn_id``; ``LookupError`` naming the fix when unusable."""
 
+    @abc.abstractmethod
     def request(self, target: RobotTarget, message: Rich, *, token: str) -> tuple[str, dict[str, Any]]:
-        raise NotImplementedError
+        """The URL (signed where the platform signs) and the JSON body of one message."""
 
+    @abc.abstractmethod
     def body(self, message: Rich, *, token: str, keyword: str | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON body of one message (also what the local inbox shows)."""
 
     def unready(self, conn_id: str) -> str | None:
         """Why messages to this robot wait (its connection is missing or empty), or None to send them."""

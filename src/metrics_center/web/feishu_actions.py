@@ -185,13 +185,6 @@ def _remember(key: str, request_ts: int) -> bool:
 
 
 async def _refuse(status: int, message: str, request: Request, body: bytes) -> JSONResponse:
-    import anyio
+    from metrics_center.web.slack_actions import refuse
 
-    from metrics_center.web.slack_actions import refused
-
-    log.warning("Feishu callback refused (%s): %s", status, message)
-    remote = request.client.host if request.client else None
-    await anyio.to_thread.run_sync(
-        partial(refused, channel="feishu", reason=message, status=status, remote=remote, body=body)
-    )
-    return JSONResponse({"error": message}, status_code=status)
+    return await refuse("feishu", status, message, request, body)

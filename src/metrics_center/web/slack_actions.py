@@ -224,13 +224,17 @@ def _remember(signature: str, request_ts: int) -> bool:
 
 
 async def _refuse(status: int, message: str, request: Request, body: bytes) -> JSONResponse:
-    """Answer the refusal, and keep it in ``chat_request_refusal`` (off the event loop)."""
+    return await refuse("slack", status, message, request, body)
+
+
+async def refuse(channel: str, status: int, message: str, request: Request, body: bytes) -> JSONResponse:
+    """Answer a chat callback's refusal, and keep it in ``chat_request_refusal`` (off the event loop)."""
     import anyio
 
-    log.warning("Slack interaction refused (%s): %s", status, message)
+    log.warning("%s callback refused (%s): %s", channel, status, message)
     remote = request.client.host if request.client else None
     await anyio.to_thread.run_sync(
-        partial(refused, channel="slack", reason=message, status=status, remote=remote, body=body)
+        partial(refused, channel=channel, reason=message, status=status, remote=remote, body=body)
     )
     return JSONResponse({"error": message}, status_code=status)
 
