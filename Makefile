@@ -58,7 +58,7 @@ lint: venv  ## Style, and the package's layers (import-linter, docs/architecture
 # (tests/i18n fails until they are translated), removed ones are dropped.
 ZH_PO := src/metrics_center/i18n/locale/zh_CN/LC_MESSAGES/messages.po
 messages: venv
-	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k n_:1,2 --no-location --sort-output --omit-header --no-wrap -o .messages.pot .
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k n_:1,2 -k N_ --no-location --sort-output --omit-header --no-wrap -o .messages.pot .
 	$(VENV)/bin/pybabel update -i .messages.pot -o $(ZH_PO) -l zh_CN --no-wrap --no-fuzzy-matching --ignore-obsolete
 	rm -f .messages.pot
 

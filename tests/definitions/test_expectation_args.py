@@ -107,7 +107,7 @@ def test_unknown_argument_names_the_key_line_and_the_likely_fix(tmp_path: Path):
     assert problem.key == "quality[0].min_vale"
     assert problem.line == _line_containing(path, "min_vale: 0")
     assert problem.message == "unknown argument of expect_column_values_to_be_between"
-    assert problem.fix.startswith("did you mean min_value? accepted: ")
+    assert problem.fix.startswith("did you mean 'min_value'? accepted: ")
     assert "max_value" in problem.fix and "mostly" in problem.fix
     assert str(problem).startswith(f"{path}:{problem.line}: quality[0].min_vale: unknown argument of ")
 

@@ -114,7 +114,8 @@ def test_lineage_cli_prints_both_directions(capsys):
     assert main(["lineage", "refund_rate_daily"]) == 0
     out = capsys.readouterr().out
     assert "  - gmv_daily\n  - refunds_daily" in out and "read by (downstream): no metric" in out
-    assert main(["lineage", "nope"]) == 1
+    assert main(["lineage", "nope"]) == 2  # the command cannot do its job (1: problems found)
+    assert "no valid metric 'nope'" in capsys.readouterr().err
 
 
 def test_the_derived_dag_is_scheduled_on_its_inputs_assets():

@@ -285,7 +285,7 @@ def test_diff_against_a_ref_shows_the_classification_and_the_sql_line(repo, caps
 
 def test_diff_of_an_unknown_key_is_a_clear_error(repo, capsys):
     code, _, err = run(capsys, "diff", "nope", "--against", "HEAD", "--metrics-dir", repo.metrics)
-    assert code == 1
+    assert code == 2  # the command could not do its job (1: problems found)
     assert err.startswith("metrics-center diff: 'nope' is not defined in") and "Traceback" not in err
 
 
@@ -367,4 +367,4 @@ def test_history_of_an_unregistered_metric_or_a_bad_mart_is_a_clear_error(sqlite
     code, _, err = run(capsys, "history", "gmv_daily", "--url", url)
     assert code == 1 and "gmv_daily has no version registered in the mart" in err
     code, _, err = run(capsys, "history", "gmv_daily", "--url", f"sqlite:///{tmp_path / 'empty.db'}")
-    assert code == 1 and "cannot read metric_definition" in err and "metrics-center mart upgrade" in err
+    assert code == 2 and "cannot read metric_definition" in err and "metrics-center mart upgrade" in err

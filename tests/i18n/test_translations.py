@@ -254,8 +254,8 @@ def test_the_catalogue_holds_exactly_the_strings_of_the_code():
         (message[0] if isinstance(message, tuple) else message)
         for _, _, message, _, _ in extract_from_dir(
             str(REPO / "src" / "metrics_center"),
-            method_map=[("**.py", "python")],
-            keywords={"_": None, "n_": (1, 2)},
+            method_map=[("**.py", "python"), ("**/templates/**.html", "jinja2")],
+            keywords={"_": None, "n_": (1, 2), "N_": None},
         )
     }
     assert set(catalogue("zh-CN")) == found
@@ -311,3 +311,132 @@ def test_locales_are_read_from_teams_and_browsers():
     assert negotiate("en-US,en;q=0.9,zh-CN;q=0.8") == "en"
     assert negotiate("fr-FR, zh;q=0.5") == "zh-CN"
     assert negotiate("de, fr") == negotiate(None) == negotiate("zh-CN;q=0") == "en"
+
+
+def _evidence_inputs(**overrides) -> dict:
+    """Evidence with every branch that writes words: totals, restatement of several periods, an impact
+    preview, a published period, anomalies, a blocking and a warn-only reconciliation, earlier stages."""
+    reconcile = {
+        "expectation": "reconcile:settled_cash",
+        "kwargs": {"by": ["region"], "tolerance": {"pct": 1}},
+        "severity": "warn",
+        "success": False,
+        "observed": {
+            "ours": 100.0,
+            "theirs": 90.0,
+            "mismatched": 1,
+            "compared": 4,
+            "rows": [{"dimensions": {"region": "east"}, "ours": 50.0, "theirs": 40.0, "within": False}],
+        },
+    }
+    inputs = {
+        "name": "GMV",
+        "unit": "CNY",
+        "period": "2026-11-26 (day, Asia/Shanghai)",
+        "stage": "finance sign-off",
+        "previous_period": "2026-11-25",
+        "rows": 25,
+        "total": 1234.5,
+        "values": [{"period_start": "2026-11-26", "region": f"r{i}", "value": float(i)} for i in range(25)],
+        "previous": {},
+        "already_published": {"a": 1.0},
+        "sources": [{"source": "orders", "rows": 1200, "origin": "sales_db"}],
+        "quality": [
+            {"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "value"}, "success": True},
+            {"expectation": "expect_table_row_count_to_be_between", "kwargs": {}, "success": False},
+            reconcile,
+            {**reconcile, "kwargs": {"tolerance": {"abs": 5}}, "observed": {"error": "no rows"}},
+            {**reconcile, "kwargs": {"tolerance": {"pct": 1}}, "observed": {"ours": 1.0, "theirs": 1.0}},
+        ],
+        "anomalies": [
+            {"dimensions": {"region": "east"}, "value": 9.0, "expected": 4.0, "band_low": 3.0, "band_high": 5.0,
+             "score": 4.2, "method": "zscore"},
+            {"dimensions": {}, "value": 9.0, "expected": None},
+            {"dimensions": {"region": "west"}, "value": 2.0, "expected": 4.0, "band_low": 4.0, "band_high": 4.0,
+             "score": None, "method": "mad"},
+        ] * 8,
+        "earlier_approvals": ["sales review: bob"],
+        "reject_only": ["Erin Liu"],
+        "doc": "",
+        "restatement": True,
+        "impact": {"from_version": 1, "to_version": 2, "periods": ["2026-11-25"], "headline": "+3%",
+                   "largest": [{"period": "2026-11-25", "dimensions": {}, "old": 1.0, "new": 1.03}]},
+        "previous_total": 1000.0,
+    }  # fmt: skip
+    return {**inputs, **overrides}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"by_period": [{"period": f"2026-11-{d}", "old_rows": 1, "new_rows": 2, "old_total": 1.0,
+                        "new_total": 2.0} for d in range(1, 40)]},
+        {"total": None, "rows": 0, "values": [], "restatement": False, "impact": {"error": "no history"}},
+        {"quality": []},
+    ],
+    ids=["one period", "several periods", "empty, no total, failed preview", "no checks"],
+)  # fmt: skip
+def test_the_approval_evidence_reads_in_chinese(overrides):
+    from metrics_center.approvals.evidence import approval_body
+
+    strict = translator("zh-CN", strict=True)
+    with using(strict):
+        chinese = approval_body(**_evidence_inputs(**overrides))
+    assert strict.missing == set()
+    english = approval_body(**_evidence_inputs(**overrides))
+    assert not CJK.search(english)
+    assert CJK.search(chinese) and chinese != english
+    # Numbers, names and codes are data: the same in both.
+    for data in ("1,234.50 CNY", "reconcile:settled_cash", "finance sign-off", "sales review: bob"):
+        assert (data in chinese) == (data in english), data
+    # Who may only reject is said before anyone clicks (Airflow's Required Actions lists them all alike).
+    assert "**May reject, not approve**: Erin Liu — the owner is never the only approver" in english
+    assert "**可驳回、不可批准**：Erin Liu" in chinese
+
+
+def test_a_metric_doc_in_the_evidence_reads_in_chinese():
+    from metrics_center import settings
+    from metrics_center.definitions.loader import load_catalog
+    from metrics_center.definitions.meaning import render_doc
+
+    catalog = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir())
+    for entry in catalog.metrics.values():
+        strict = translator("zh-CN", strict=True)
+        with using(strict):
+            chinese = render_doc(entry.spec, path=None)
+        assert strict.missing == set(), entry.spec.key
+        assert "**数据源**" in chinese and "**审批**" in chinese
+        assert "**Sources**" in render_doc(entry.spec, path=None)
+
+
+def test_the_pages_speak_the_persons_locale_then_the_browsers():
+    from types import SimpleNamespace
+
+    from metrics_center.definitions.spec import Teams
+    from metrics_center.web.auth import viewer_for
+
+    teams = Teams.model_validate(
+        {
+            "departments": {"sales": {"name": "Sales", "locale": "zh-CN"}, "data": {"name": "Data"}},
+            "people": {
+                "alice": {"name": "Alice", "department": "sales"},  # the department's language
+                "frank": {"name": "Frank", "department": "data"},  # none: the browser's
+                "grace": {
+                    "name": "Grace",
+                    "department": "sales",
+                    "locale": "en",
+                },  # her own beats the department's
+            },
+        }
+    )
+
+    def user(name: str):
+        return SimpleNamespace(get_id=lambda: name, get_name=lambda: name)
+
+    english_browser, chinese_browser = "en-US,en;q=0.9", "zh-CN,zh;q=0.9"
+    assert viewer_for(user("alice"), teams, accept_language=english_browser).locale == "zh-CN"
+    assert viewer_for(user("grace"), teams, accept_language=chinese_browser).locale == "en"
+    assert viewer_for(user("frank"), teams, accept_language=chinese_browser).locale == "zh-CN"
+    assert viewer_for(user("frank"), teams, accept_language=english_browser).locale == "en"
+    assert viewer_for(user("mallory"), teams, accept_language=None).locale == "en"

@@ -114,9 +114,11 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
-def _context(browser, airflow: LocalAirflow):
+def _context(browser, airflow: LocalAirflow, *, locale: str = "en-US"):
     """A browser context that may reach only this Airflow: the pages must work without internet."""
-    context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 1000}, device_scale_factor=1, locale=locale
+    )
     context.route(
         "**/*",
         lambda route: route.continue_() if route.request.url.startswith(airflow.url) else route.abort(),
@@ -124,8 +126,8 @@ def _context(browser, airflow: LocalAirflow):
     return context
 
 
-def _log_in(browser, airflow: LocalAirflow, user: str):
-    context = _context(browser, airflow)
+def _log_in(browser, airflow: LocalAirflow, user: str, *, locale: str = "en-US"):
+    context = _context(browser, airflow, locale=locale)
     page = context.new_page()
     page.goto(f"{airflow.url}/auth/login")
     page.fill("input[name=username]", user)
@@ -220,6 +222,67 @@ def test_bob_approves_inside_airflows_ui_and_the_next_stage_waits(live, browser,
     # Carol answers next (the next test): the stage must be parked as the scheduler sees it, not only
     # "awaiting_input" in the API — waiting on that condition, not on the page's 2.5 s hold.
     airflow.wait_parked(admin, "gmv_daily", GMV_RUN, "approve_finance_sign_off")
+    context.close()
+
+
+#: Words of the pages' English that a Chinese reader must not meet (data — names, keys, SQL — may stay).
+ENGLISH_LABELS = (
+    "My approvals",
+    "Metric dictionary",
+    "Evidence",
+    "Anomalies of this run",
+    "Rows extracted per source",
+    "Quality checks",
+    "Earlier stages",
+    "open in Airflow",
+    "Reason",
+    "Latest values",
+    "Version history",
+    "Who approved the last periods",
+    "Sources and SQL",
+    "every decision",
+    "Quality rules",
+    "Change note",
+)
+
+
+def test_dave_reads_the_waiting_stage_and_the_dictionary_in_chinese(live, browser, shots):
+    """A browser asking for zh-CN (dave has no locale in _teams.yaml) gets every page and the evidence in
+    简体中文: Airflow's English body is replaced by the one the approval task wrote in Chinese."""
+    airflow, _, _ = live
+    context, page = _log_in(browser, airflow, "dave", locale="zh-CN")
+    page.goto(f"{airflow.url}/metrics-center/")
+    card = page.locator("article.card", has_text="finance sign-off")
+    card.wait_for(timeout=30_000)
+    page.locator(".mc-chart[data-drawn=true]").first.wait_for(timeout=15_000)
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    assert page.locator("main > h1").inner_text() == "我的审批"
+    text = card.inner_text()
+    for chinese in (
+        "审批依据",
+        "本次运行的异常",
+        "各数据源抽取的行数",
+        "质量检查",
+        "之前的审批阶段",
+        "驳回",
+        "数据源",
+        "变更说明",
+    ):
+        assert chinese in text, chinese
+    assert "sales review: approved by bob" in text  # the earlier stage's answer, as recorded
+    page.screenshot(path=str(shots / "my-approvals-zh.png"), full_page=True)
+    pages = {"dictionary-zh": "/metrics-center/metrics", "metric-zh": "/metrics-center/metrics/gmv_daily"}
+    pages["audit-zh"] = "/metrics-center/audit?metric=gmv_daily"
+    seen = [text]
+    for name, path in pages.items():
+        page.goto(airflow.url + path)
+        if name == "metric-zh":
+            page.locator(".mc-chart[data-drawn=true]").first.wait_for(timeout=15_000)
+        seen.append(page.locator("body").inner_text())
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    assert "指标字典" in seen[1] and "最新数值" in seen[2] and "已批准" in seen[3]
+    for label in ENGLISH_LABELS:
+        assert not any(label in words for words in seen), label
     context.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from metrics_center.i18n.translate import using
 from metrics_center.web.charts import approval_charts, small_multiples
 from metrics_center.web.render import dims_label, fmt_number, markdown_html, render_page
 
@@ -112,8 +113,13 @@ def test_an_owner_who_may_not_approve_alone_is_told_before_clicking(mart):
         person: _approve_blocked(mart, spec=spec, teams=teams, task_id="approve", run_id="r1", person=person)
         for person in ("erin", "frank")
     }
-    assert blocked == {
+    assert {person: str(why) if why else None for person, why in blocked.items()} == {
         "erin": "erin owns leads and cannot be the only approver of their own number "
         "(approval.allow_self_approval: false)",
         "frank": None,
     }
+    # Shown in the reader's language; the audit keeps the English (str).
+    with using("zh-CN"):
+        assert blocked["erin"].shown() == (
+            "erin 是 leads 的负责人，不能成为自己数字的唯一审批人（approval.allow_self_approval: false）"
+        )

@@ -25,6 +25,7 @@ from metrics_center.approvals.rules import (
     sign_off_problem,
 )
 from metrics_center.definitions.task_ids import stage_of
+from metrics_center.i18n.translate import _
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -102,7 +103,7 @@ def submit_answer(
     if option not in (APPROVE, REJECT):
         return refuse(f"{option!r} is not an answer; choose {APPROVE} or {REJECT}")
     if option == REJECT and not reason:
-        return Outcome("invalid", "Say why you reject: the reason is kept with the decision.", stage.name)
+        return Outcome("invalid", _("Say why you reject: the reason is kept with the decision."), stage.name)
     state = _stage_state(dag_id=spec.key, run_id=run_id, task_id=task_id)
     if state.answered_by is not None:
         return refuse(state.answered_text(teams), "already_answered")
@@ -326,8 +327,14 @@ def _record_in_airflow(
         if exc.status_code == 403:
             return Outcome("refused", f"Airflow refused the answer: {exc.detail}", stage.name)
         return Outcome("not_waiting", f"Airflow could not record the answer: {exc.detail}", stage.name)
-    verb = "Approved" if option == APPROVE else "Rejected"
-    return Outcome("recorded", f"{verb} {stage.name} of {spec.name} for {period}.", stage.name)
+    said = (
+        _("Approved {stage} of {metric} for {period}.", stage=stage.name, metric=spec.name, period=period)
+        if option == APPROVE
+        else _(
+            "Rejected {stage} of {metric} for {period}.", stage=stage.name, metric=spec.name, period=period
+        )
+    )
+    return Outcome("recorded", said, stage.name)
 
 
 def _period_of(engine: Engine, spec: MetricSpec, run_id: str) -> str:

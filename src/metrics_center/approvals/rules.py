@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import sqlalchemy as sa
 
 from metrics_center.errors import PublishRefused
+from metrics_center.i18n.translate import N_, Deferred
 from metrics_center.mart.tables import approval_event
 from metrics_center.observability import stats
 
@@ -114,18 +115,51 @@ def sign_off_problem(
     stages of one run (separation of duties); the owner is never the only approver of their own number
     unless the YAML says ``allow_self_approval: true``.
     """
+    reason = sign_off_reason(
+        spec=spec,
+        teams=teams,
+        stage=stage,
+        person=person,
+        option=option,
+        approved_elsewhere=approved_elsewhere,
+    )
+    return str(reason) if reason is not None else None
+
+
+def sign_off_reason(
+    *,
+    spec: MetricSpec,
+    teams: Teams | None,
+    stage: ApprovalStage,
+    person: str,
+    option: str,
+    approved_elsewhere: dict[str, str],
+) -> Deferred | None:
+    """:func:`sign_off_problem` in words translated where they are shown (the audit keeps the English)."""
     allowed = teams.resolve(stage.approvers) if teams else list(stage.approvers)
     if person not in allowed:
-        return f"{person} is not an approver of {stage.name} ({', '.join(allowed)})"
+        return N_(
+            "{person} is not an approver of {stage} ({allowed})",
+            person=person,
+            stage=stage.name,
+            allowed=", ".join(allowed),
+        )
     if option != APPROVE:
         return None
     for other, who in approved_elsewhere.items():
         if who == person and other != stage.name:
-            return f"{person} already approved {other} of this run; another person must answer {stage.name}"
+            return N_(
+                "{person} already approved {other} of this run; another person must answer {stage}",
+                person=person,
+                other=other,
+                stage=stage.name,
+            )
     if person == spec.owner and not spec.approval.allow_self_approval and len(spec.approval.stages) == 1:
-        return (
-            f"{person} owns {spec.key} and cannot be the only approver of their own number "
-            "(approval.allow_self_approval: false)"
+        return N_(
+            "{person} owns {metric} and cannot be the only approver of their own number "
+            "(approval.allow_self_approval: false)",
+            person=person,
+            metric=spec.key,
         )
     return None
 

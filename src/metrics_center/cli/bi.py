@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from metrics_center.cli.failures import EXIT_FAILED
 from metrics_center.cli.groups import command_group
 
 
@@ -20,9 +21,11 @@ def _superset(args: argparse.Namespace) -> int:
         url = make_url(args.uri)
     except Exception as exc:
         print(
-            f"metrics-center bi superset: --uri {args.uri!r} is not a database URL ({exc})", file=sys.stderr
+            f"metrics-center bi superset: --uri {args.uri!r} is not a database URL ({exc}) — give how Superset "
+            "connects to the mart, e.g. postgresql://bi_sales@db/metrics",
+            file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILED
     catalog = load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir())
     for problems in catalog.problems.values():
         for problem in problems:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from metrics_center import settings
+from metrics_center.cli.failures import AIRFLOW_DATABASE, EXIT_FAILED
 
 
 def _catalog():
@@ -17,16 +18,21 @@ def _catalog():
     return load_catalog(settings.metrics_dir(), sql_root=settings.sql_dir())
 
 
+def _unknown_metric(command: str, key: str) -> int:
+    print(
+        f"metrics-center {command}: no valid metric {key!r} under {settings.metrics_dir()} — check the key "
+        "(and METRICS_CENTER_HOME); `metrics-center validate` shows a file that does not load",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
 def _lineage(args: argparse.Namespace) -> int:
     from metrics_center.definitions.lineage import Lineage
 
     catalog = _catalog()
     if args.key not in catalog.metrics:
-        print(
-            f"metrics-center lineage: no valid metric {args.key!r} under {settings.metrics_dir()}",
-            file=sys.stderr,
-        )
-        return 1
+        return _unknown_metric("lineage", args.key)
     lineage = Lineage.of(m.spec for m in catalog.metrics.values())
     spec = catalog.metrics[args.key].spec
     print(f"{spec.key} — {spec.name} ({spec.grain}, v{spec.version})")
@@ -44,6 +50,7 @@ def _restate(args: argparse.Namespace) -> int:
     """Validate the range against the metric's grain here, then trigger the run (Airflow checks the rest)."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy.exc import SQLAlchemyError
 
     from metrics_center.definitions.meaning import effective_timezone
     from metrics_center.definitions.run_periods import requested_restatement
@@ -51,11 +58,7 @@ def _restate(args: argparse.Namespace) -> int:
 
     catalog = _catalog()
     if args.key not in catalog.metrics:
-        print(
-            f"metrics-center restate: no valid metric {args.key!r} under {settings.metrics_dir()}",
-            file=sys.stderr,
-        )
-        return 1
+        return _unknown_metric("restate", args.key)
     spec = catalog.metrics[args.key].spec
     conf: dict[str, object] = {"restate": True}
     if args.periods:
@@ -84,9 +87,16 @@ def _restate(args: argparse.Namespace) -> int:
             triggered_by=DagRunTriggeredByType.CLI,
             triggering_user_name="metrics-center restate",
         )
-    except Exception as exc:  # DagNotFound, DagRunAlreadyExists, no metadata database…
-        print(f"metrics-center restate: Airflow refused the run: {exc}", file=sys.stderr)
-        return 1
+    except SQLAlchemyError:
+        raise  # no or an unmigrated metadata database: main says so in one line
+    except Exception as exc:  # DagNotFound, DagRunAlreadyExists…
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(
+            f"metrics-center restate: Airflow refused the run ({reason}) — check that the scheduler has parsed "
+            f"the DAG {spec.key} (`airflow dags list`) and that no run {run_id} exists",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     print(
         f"triggered {run_id}: {spec.key} restates {len(periods)} {spec.grain}(s) "
         f"{periods[0].label()} … {periods[-1].label()} ({effective_timezone(spec)}); one approval for the range, "
@@ -107,11 +117,7 @@ def _preview(args: argparse.Namespace) -> int:
 
     catalog = _catalog()
     if args.key not in catalog.metrics:
-        print(
-            f"metrics-center preview: no valid metric {args.key!r} under {settings.metrics_dir()}",
-            file=sys.stderr,
-        )
-        return 1
+        return _unknown_metric("preview", args.key)
     spec = catalog.metrics[args.key].spec
     if args.periods is not None:
         spec = spec.model_copy(update={"preview_periods": args.periods})
@@ -119,9 +125,12 @@ def _preview(args: argparse.Namespace) -> int:
     newest = newest_version(engine, metric_key=spec.key)
     if newest is None:
         print(
-            f"metrics-center preview: {spec.key} has no registered version to compare with", file=sys.stderr
+            f"metrics-center preview: {spec.key} has no registered version to compare with — a version is "
+            "registered by its DAG's first run; check --url, or compare with git: metrics-center diff "
+            f"{spec.key} --against origin/main",
+            file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILED
     _current, previous = stored_versions(engine, key=spec.key, version=newest + 1)
     with tempfile.TemporaryDirectory(prefix="mc-preview-") as tmp:
         impact = compute_impact(
@@ -169,7 +178,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--to", dest="date_to", metavar="YYYY-MM-DD", help="last day of the range (default: --from)"
     )
     restate.add_argument("--dry-run", action="store_true", help="only say which periods would be restated")
-    restate.set_defaults(func=_restate)
+    restate.set_defaults(func=_restate, database=AIRFLOW_DATABASE)
 
     preview = sub.add_parser(
         "preview",

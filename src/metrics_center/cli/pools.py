@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from metrics_center import settings
+from metrics_center.cli.failures import AIRFLOW_DATABASE
 from metrics_center.cli.groups import command_group
 
 
@@ -80,6 +81,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sync.add_argument(
         "--prune", action="store_true", help="also remove Metrics Center pools no longer declared"
     )
-    sync.set_defaults(func=_sync)
+    sync.set_defaults(func=_sync, database=AIRFLOW_DATABASE)
     listing = pools_sub.add_parser("list", help="declared pools vs Airflow's, with their occupancy")
-    listing.set_defaults(func=_list)
+    listing.set_defaults(func=_list, database=AIRFLOW_DATABASE)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from metrics_center import settings
+from metrics_center.cli.failures import EXIT_FAILED
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -93,7 +94,7 @@ def _diff(args: argparse.Namespace) -> int:
             old, new, verdict = _against_mart(args.url, spec=spec, sql_root=sql_root)
     except CommandError as exc:
         print(f"metrics-center diff: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     change = compare_documents(old.document if old else None, new.document)
     print(_classification(args.key, old=old, new=new, change=change, fmt=args.format))
     if verdict:
@@ -236,12 +237,13 @@ def _registered(url: str | None, *, key: str) -> list[Registered]:
     import sqlalchemy as sa
     from sqlalchemy.exc import SQLAlchemyError
 
+    from metrics_center.errors import MartError
     from metrics_center.mart.engine import create_mart_engine
     from metrics_center.mart.tables import metric_definition as t
 
     try:
         engine = create_mart_engine(url)
-    except (SQLAlchemyError, ValueError) as exc:
+    except (SQLAlchemyError, ValueError, MartError) as exc:
         raise CommandError(
             f"cannot open the mart ({exc}); pass --url or set METRICS_CENTER_MART_URL"
         ) from None
@@ -278,7 +280,7 @@ def _history(args: argparse.Namespace) -> int:
         rows = _registered(args.url, key=args.key)
     except CommandError as exc:
         print(f"metrics-center history: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if not rows:
         print(
             f"metrics-center history: {args.key} has no version registered in the mart — a version is "

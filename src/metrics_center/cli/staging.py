@@ -6,16 +6,25 @@ import argparse
 import sys
 
 from metrics_center import settings
+from metrics_center.cli.failures import AIRFLOW_DATABASE
 from metrics_center.cli.groups import command_group
 
 
-def _staging_prune(args: argparse.Namespace) -> int:
+def _duration(text: str):
+    """``--older-than``: a duration (``36h``, ``14d``), or argparse's one-line usage error."""
     from metrics_center.definitions.spec import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _staging_prune(args: argparse.Namespace) -> int:
     from metrics_center.tasks.retention import MetadataDatabaseUnavailable, prune_staging
 
-    older_than = parse_duration(args.older_than)
     try:
-        pruned = prune_staging(older_than=older_than, dry_run=args.dry_run)
+        pruned = prune_staging(older_than=args.older_than, dry_run=args.dry_run)
     except MetadataDatabaseUnavailable as exc:
         print(f"metrics-center staging prune: {exc}", file=sys.stderr)
         return 1
@@ -54,9 +63,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "Runs still queued or running in Airflow (e.g. waiting for approval) are kept whatever their age, "
         "so this needs Airflow's metadata database: run it where the scheduler runs, not inside a task.",
     )
-    prune.add_argument("--older-than", default="14d", help="e.g. 36h, 14d, 2w (default 14d)")
+    prune.add_argument("--older-than", type=_duration, default="14d", help="e.g. 36h, 14d, 2w (default 14d)")
     prune.add_argument("--dry-run", action="store_true", help="only count what would go")
-    prune.set_defaults(func=_staging_prune)
+    prune.set_defaults(func=_staging_prune, database=AIRFLOW_DATABASE)
     init = staging_sub.add_parser(
         "init",
         help="create the staging root (the bucket of s3://bucket/prefix) and check it is writable",

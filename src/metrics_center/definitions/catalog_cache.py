@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from metrics_center.definitions.loader import Catalog
 
 log = logging.getLogger(__name__)
+#: Where a metrics folder keeps its unit tests (metric_tests.TESTS_FOLDER; not imported: no YAML/pydantic here).
+UNIT_TESTS_FOLDER = "tests"
 #: Files whose content decides what a valid catalog is: the whole definitions package.
 _VALIDATING = ("*.py", "*.json")
 _KEEP = 3  # cache files kept per folder (older keys are removed)
@@ -45,6 +47,9 @@ def _fingerprint(metrics_dir: Path, sql_root: Path) -> str:
     for root in (metrics_dir, sql_root):
         digest.update(f"root {root.resolve()}\n".encode())
         for dirpath, dirnames, filenames in os.walk(root):
+            if root == metrics_dir and dirpath == str(metrics_dir):
+                # Unit tests (<metrics>/tests/) are never loaded as metrics: editing one keeps the cache.
+                dirnames[:] = [d for d in dirnames if d != UNIT_TESTS_FOLDER]
             dirnames.sort()
             for name in sorted(filenames):
                 path = os.path.join(dirpath, name)

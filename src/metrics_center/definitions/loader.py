@@ -1,24 +1,31 @@
 """Read metric and teams files, validate them and report every problem as ``path:line: key: what — fix``.
 
 A broken file never stops the others from loading: :func:`load_catalog` returns the good specs and,
-separately, the problems of each bad file.
+separately, the problems of each bad file. A file's problems come in one pass: every schema error, and —
+when the only schema errors are unknown keys — the later checks too, run as if each misspelt key were the
+key it is close to (else dropped); when the schema fails otherwise, each quality rule is still checked.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from metrics_center.definitions.rule_checks import quality_findings
+from metrics_center.definitions.known_keys import closest, known_keys
+from metrics_center.definitions.lifecycle import catalog_findings, spec_findings
+from metrics_center.definitions.rule_checks import quality_findings, rule_findings
 from metrics_center.definitions.spec import (
     DIMENSION_TAGS,
     MAX_KEY_LENGTH,
+    Expectation,
     FileSource,
     MetricSource,
     MetricSpec,
@@ -28,6 +35,8 @@ from metrics_center.definitions.spec import (
 from metrics_center.errors import SpecError, SpecProblem
 
 TEAMS_FILE = "_teams.yaml"
+#: ``approval.on_timeout: approve`` after less than this publishes unanswered numbers too fast to go unexplained.
+AUTO_APPROVE_MIN_TIMEOUT = timedelta(hours=1)
 DATA_ROOT_FIX = "give a path relative to METRICS_CENTER_DATA_ROOT"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -39,6 +48,9 @@ _FIXES = {
     "literal_error": "use one of the listed values",
     "int_parsing": "write a whole number",
     "greater_than_equal": "raise the number",
+    "greater_than": "use a number above that limit",
+    "less_than": "use a number below that limit",
+    "less_than_equal": "lower the number",
     "too_short": "add at least one entry",
     "union_tag_invalid": "give either conn_id + sql, path, or metric",
 }
@@ -52,11 +64,13 @@ class LoadedMetric:
 
 @dataclass
 class Catalog:
-    """Everything found under a metrics folder: good metrics by key, and problems by file."""
+    """Everything found under a metrics folder: good metrics by key, problems by file, and warnings by file
+    (printed by ``validate`` but no problem: e.g. reading a deprecated metric)."""
 
     metrics: dict[str, LoadedMetric] = field(default_factory=dict)
     problems: dict[Path, list[SpecProblem]] = field(default_factory=dict)
     teams: Teams | None = None
+    warnings: dict[Path, list[SpecProblem]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -104,6 +118,7 @@ _ADDRESS_FORMS = {
 }
 
 _SOURCE_KINDS = (SqlSource.__name__, FileSource.__name__, MetricSource.__name__)
+Loc = tuple[str | int, ...]
 
 
 def _dotted(loc: Iterable[str | int]) -> str:
@@ -136,19 +151,89 @@ def _source_kind(source: Any) -> str | None:
     return None
 
 
-def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any) -> list[SpecProblem]:
+def _meant_kind(raw: tuple[str | int, ...], data: Any) -> str | None:
+    """For an error inside a source: the kind of source the author meant (None: neither, or not a source)."""
+    sources = data.get("sources") if isinstance(data, dict) else None
+    return _source_kind(sources.get(raw[1]) if isinstance(sources, dict) else None)
+
+
+def _in_source_union(raw: tuple[str | int, ...]) -> bool:
+    return raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in _SOURCE_KINDS
+
+
+def _meant_errors(exc: ValidationError, data: Any) -> list[dict[str, Any]]:
+    """The errors about what the author wrote.
+
+    A source is SqlSource | FileSource | MetricSource: keep only the errors of the kind the author meant, not
+    e.g. "conn_id: extra" from the file branch when a SQL source just lacks `sql:`.
+    """
+    source_keys = set(SqlSource.model_fields) | set(FileSource.model_fields) | set(MetricSource.model_fields)
+    kept = []
+    for err in exc.errors(include_url=False):
+        raw = tuple(err["loc"])
+        if _in_source_union(raw):
+            meant = _meant_kind(raw, data)
+            if meant is not None and raw[2] != meant:
+                continue
+            if meant is None and err["type"] == "extra_forbidden" and raw[-1] in source_keys:
+                continue
+        kept.append(err)
+    return kept
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    """The value at a (cleaned) location of the file's data, None where there is none."""
+    for part in loc:
+        in_mapping = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not (in_mapping or in_list):
+            return None
+        data = data[part]
+    return data
+
+
+def _misspellings(model: type[BaseModel], errors: list[dict[str, Any]], data: Any) -> dict[Loc, str]:
+    """``{location of an unknown key: the known key it is close to}``, among the keys its mapping lacks."""
+    found: dict[Loc, str] = {}
+    for err in errors:
+        if err["type"] != "extra_forbidden" or not err["loc"]:
+            continue
+        raw = tuple(err["loc"])
+        loc = _clean_loc(raw)
+        parent = _value_at(data, loc[:-1])
+        written = {str(k) for k in parent} if isinstance(parent, dict) else set()
+        close = closest(str(loc[-1]), known_keys(model, raw[:-1]) - written)
+        if close is not None:
+            found[loc] = close
+    return found
+
+
+def _validation_problems(
+    path: Path, text: str, errors: list[dict[str, Any]], data: Any, misspelt: Mapping[Loc, str]
+) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     seen: set[tuple[str, str]] = set()
-    source_keys = set(SqlSource.model_fields) | set(FileSource.model_fields) | set(MetricSource.model_fields)
-    for err in exc.errors(include_url=False):
+    for err in errors:
         raw = tuple(err["loc"])
         loc = _clean_loc(raw)
         message = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "see the YAML reference in README.md")
         if err["type"] == "missing" and loc:
             message = f"required key `{loc[-1]}` is missing"
+            typo = next((k for k, v in misspelt.items() if k[:-1] == loc[:-1] and v == loc[-1]), None)
+            if typo is not None:
+                fix = f"rename `{typo[-1]}` to `{loc[-1]}`"
         elif err["type"] == "extra_forbidden" and loc:
             message = f"unknown key `{loc[-1]}`"
+            if loc in misspelt:
+                fix = (
+                    f"did you mean '{misspelt[loc]}'? otherwise remove it (`metrics-center schema` lists "
+                    "every key)"
+                )
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            if (close := closest(err["input"], choices)) is not None:
+                fix = f"did you mean '{close}'?"
         elif err["type"] == "string_too_long" and loc == ("key",):
             message = (
                 f"the key is {len(str(err['input']))} characters; a metric key has at most {MAX_KEY_LENGTH}"
@@ -163,18 +248,9 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
                 fix = _ADDRESS_FORMS[str(loc[-1])]
             else:
                 message = f"{err['input']!r} is not a safe identifier"
-        if raw[:1] == ("sources",) and len(raw) > 3 and raw[2] in _SOURCE_KINDS:
-            # A source is SqlSource | FileSource: report only the errors of the kind the author meant,
-            # not e.g. "conn_id: extra" from the file branch when a SQL source just lacks `sql:`.
-            sources = data.get("sources") if isinstance(data, dict) else None
-            meant = _source_kind(sources.get(raw[1]) if isinstance(sources, dict) else None)
-            if meant is not None and raw[2] != meant:
-                continue
-            if meant is None and err["type"] == "missing":
-                loc, message = loc[:-1], "a source needs either `conn_id` + `sql`, `path` or `metric`"
-                fix = "add `path:` for a file, `conn_id:` and `sql:` for a database query, or `metric:` for another metric"
-            elif meant is None and err["type"] == "extra_forbidden" and raw[-1] in source_keys:
-                continue
+        if _in_source_union(raw) and _meant_kind(raw, data) is None and err["type"] == "missing":
+            loc, message = loc[:-1], "a source needs either `conn_id` + `sql`, `path` or `metric`"
+            fix = "add `path:` for a file, `conn_id:` and `sql:` for a database query, or `metric:` for another metric"
         dotted = _dotted(loc)
         if (dotted, message) in seen:
             continue
@@ -185,26 +261,61 @@ def _validation_problems(path: Path, text: str, exc: ValidationError, data: Any)
     return problems
 
 
-def _parse(path: Path, model: type[BaseModel]) -> tuple[str, BaseModel | None, list[SpecProblem]]:
+@dataclass(frozen=True)
+class _Parsed:
+    """A file read and validated. ``salvaged``: when the model fails only because of unknown keys, the model
+    validated with each of them renamed to the key it is close to (else dropped) — what the later checks
+    see; ``renamed`` maps such a key's location as checked to where it is written."""
+
+    text: str
+    data: Any
+    model: BaseModel | None
+    problems: list[SpecProblem]
+    salvaged: BaseModel | None = None
+    renamed: Mapping[Loc, Loc] = field(default_factory=dict)
+
+
+def _salvage(
+    model: type[BaseModel], data: Any, misspelt: Mapping[Loc, str], errors: list[dict[str, Any]]
+) -> tuple[BaseModel | None, dict[Loc, Loc]]:
+    """``data`` without its unknown keys (a misspelt one renamed), validated; (None, {}) if it still fails."""
+    unknown = [_clean_loc(tuple(e["loc"])) for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
+    if not unknown:
+        return None, {}
+    repaired = copy.deepcopy(data)
+    renamed: dict[Loc, Loc] = {}
+    for loc in unknown:
+        parent = _value_at(repaired, loc[:-1])
+        if not isinstance(parent, dict) or loc[-1] not in parent:
+            continue
+        value = parent.pop(loc[-1])
+        meant = misspelt.get(loc)
+        if meant is not None and meant not in parent:
+            parent[meant] = value
+            renamed[(*loc[:-1], meant)] = loc
+    try:
+        return model.model_validate(repaired), renamed
+    except ValidationError:
+        return None, {}
+
+
+def _parse(path: Path, model: type[BaseModel]) -> _Parsed:
     try:
         text, data = _read_yaml(path)
     except OSError as exc:
-        return "", None, [SpecProblem(path=path, key="", message=str(exc), fix="check the file exists")]
+        return _Parsed(
+            "", None, None, [SpecProblem(path=path, key="", message=str(exc), fix="check the file exists")]
+        )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return (
-            "",
-            None,
-            [
-                SpecProblem(
-                    path=path,
-                    key="",
-                    line=mark.line + 1 if mark else None,
-                    message=f"not valid YAML ({getattr(exc, 'problem', exc)})",
-                    fix="fix the indentation/quoting at that line",
-                )
-            ],
+        problem = SpecProblem(
+            path=path,
+            key="",
+            line=mark.line + 1 if mark else None,
+            message=f"not valid YAML ({getattr(exc, 'problem', exc)})",
+            fix="fix the indentation/quoting at that line",
         )
+        return _Parsed("", None, None, [problem])
     if not isinstance(data, dict):
         problem = SpecProblem(
             path=path,
@@ -213,25 +324,29 @@ def _parse(path: Path, model: type[BaseModel]) -> tuple[str, BaseModel | None, l
             message="is not a YAML mapping",
             fix="write key: value",
         )
-        return text, None, [problem]
+        return _Parsed(text, data, None, [problem])
     try:
-        return text, model.model_validate(data), []
+        return _Parsed(text, data, model.model_validate(data), [])
     except ValidationError as exc:
-        return text, None, _validation_problems(path, text, exc, data)
+        errors = _meant_errors(exc, data)
+        misspelt = _misspellings(model, errors, data)
+        salvaged, renamed = _salvage(model, data, misspelt, errors)
+        problems = _validation_problems(path, text, errors, data, misspelt)
+        return _Parsed(text, data, None, problems, salvaged=salvaged, renamed=renamed)
 
 
 def parse_spec(path: Path) -> MetricSpec | None:
     """The file's spec if it passes the schema (no cross-file checks), else None."""
-    _, spec, problems = _parse(path, MetricSpec)
-    return spec if not problems and isinstance(spec, MetricSpec) else None
+    parsed = _parse(path, MetricSpec)
+    return parsed.model if not parsed.problems and isinstance(parsed.model, MetricSpec) else None
 
 
 def load_teams(path: Path) -> Teams:
-    _, teams, problems = _parse(path, Teams)
-    if problems:
-        raise SpecError(problems)
-    assert isinstance(teams, Teams)
-    return teams
+    parsed = _parse(path, Teams)
+    if parsed.problems:
+        raise SpecError(parsed.problems)
+    assert isinstance(parsed.model, Teams)
+    return parsed.model
 
 
 _ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:[/\\])")
@@ -254,9 +369,34 @@ def data_root_escape(raw: str) -> str | None:
     return None
 
 
-def _check_findings(spec: MetricSpec) -> list[tuple[tuple[str | int, ...], str, str]]:
-    """Anomaly and reconciliation settings that only make sense with this metric's grain and dimensions."""
-    findings: list[tuple[tuple[str | int, ...], str, str]] = []
+def _approval_findings(spec: MetricSpec) -> list[tuple[Loc, str, str]]:
+    """Publishing unanswered numbers soon after asking needs a reason written down."""
+    approval = spec.approval
+    if approval.on_timeout != "approve":
+        if approval.auto_approve_reason:
+            return [
+                (
+                    ("approval", "auto_approve_reason"),
+                    f"auto_approve_reason explains on_timeout: approve, but on_timeout is {approval.on_timeout}",
+                    "remove it, or set on_timeout: approve",
+                )
+            ]
+        return []
+    if approval.timeout_delta < AUTO_APPROVE_MIN_TIMEOUT and not approval.auto_approve_reason:
+        return [
+            (
+                ("approval", "on_timeout"),
+                f"on_timeout: approve publishes the number unanswered after only {approval.timeout} (under 1h)",
+                "say why under approval.auto_approve_reason:, or set timeout: 1h or longer, or on_timeout: reject",
+            )
+        ]
+    return []
+
+
+def _check_findings(spec: MetricSpec) -> list[tuple[Loc, str, str]]:
+    """Settings that only make sense together: anomaly and reconciliations with this metric's grain and
+    dimensions, access with readers, approval on timeout with its timeout, status with replaced_by."""
+    findings: list[tuple[Loc, str, str]] = [*_approval_findings(spec), *spec_findings(spec)]
     if spec.anomaly and spec.anomaly.seasonality == "day_of_week" and spec.grain != "day":
         findings.append(
             (
@@ -307,15 +447,29 @@ def _check_findings(spec: MetricSpec) -> list[tuple[tuple[str | int, ...], str, 
     return findings
 
 
+def _as_written(loc: Loc, renamed: Mapping[Loc, Loc]) -> Loc:
+    """Where a location checked under a renamed key (see :class:`_Parsed`) is written in the file."""
+    for checked, written in renamed.items():
+        if loc[: len(checked)] == checked:
+            return (*written, *loc[len(checked) :])
+    return loc
+
+
 def _cross_checks(
-    path: Path, text: str, spec: MetricSpec, *, teams: Teams | None, sql_root: Path, check_with_gx: bool
+    path: Path,
+    text: str,
+    spec: MetricSpec,
+    *,
+    teams: Teams | None,
+    sql_root: Path,
+    check_with_gx: bool,
+    renamed: Mapping[Loc, Loc] | None = None,
 ) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
 
     def add(loc: tuple[str | int, ...], message: str, fix: str) -> None:
-        problems.append(
-            SpecProblem(path=path, key=_dotted(loc), message=message, fix=fix, line=line_of(text, loc))
-        )
+        line = line_of(text, _as_written(loc, renamed or {}))
+        problems.append(SpecProblem(path=path, key=_dotted(loc), message=message, fix=fix, line=line))
 
     if path.stem != spec.key:
         add(
@@ -411,16 +565,43 @@ def load_metric(
     ``check_with_gx`` also builds each quality rule through Great Expectations' own model, catching
     wrong argument types and values; it imports GX (seconds), so only the CLI asks for it.
     """
-    text, spec, problems = _parse(path, MetricSpec)
-    if spec is not None:
-        assert isinstance(spec, MetricSpec)
-        problems = _cross_checks(
-            path, text, spec, teams=teams, sql_root=sql_root, check_with_gx=check_with_gx
+    parsed = _parse(path, MetricSpec)
+    problems = list(parsed.problems)
+    checked = parsed.model or parsed.salvaged
+    if isinstance(checked, MetricSpec):
+        problems += _cross_checks(
+            path,
+            parsed.text,
+            checked,
+            teams=teams,
+            sql_root=sql_root,
+            check_with_gx=check_with_gx,
+            renamed=parsed.renamed,
         )
+    else:
+        problems += _rule_problems(path, parsed, check_with_gx=check_with_gx)
     if problems:
         raise SpecError(problems)
-    assert isinstance(spec, MetricSpec)
-    return spec
+    assert isinstance(parsed.model, MetricSpec)
+    return parsed.model
+
+
+def _rule_problems(path: Path, parsed: _Parsed, *, check_with_gx: bool) -> list[SpecProblem]:
+    """Each quality rule's name and arguments, when the rest of the file fails the schema: they need nothing else."""
+    rules = parsed.data.get("quality") if isinstance(parsed.data, dict) else None
+    problems: list[SpecProblem] = []
+    for index, raw in enumerate(rules if isinstance(rules, list) else []):
+        try:
+            rule = Expectation.model_validate(raw)
+        except ValidationError:
+            continue  # the schema problems name it
+        for loc, message, fix in rule_findings(index, rule, check_with_gx=check_with_gx):
+            problems.append(
+                SpecProblem(
+                    path=path, key=_dotted(loc), message=message, fix=fix, line=line_of(parsed.text, loc)
+                )
+            )
+    return problems
 
 
 def metric_files(metrics_dir: Path) -> list[Path]:
@@ -478,7 +659,8 @@ def load_catalog(
 
 
 def _check_lineage(catalog: Catalog, metrics_dir: Path) -> None:
-    """Metric sources name metrics that exist, with a grain that fits, and the graph has no cycle.
+    """Metric sources name metrics that exist, with a grain that fits, and the graph has no cycle; lifecycles
+    fit (:mod:`metrics_center.definitions.lifecycle`: replacements exist, nothing reads a retired metric).
 
     A metric whose input file exists but is broken keeps loading (its input shows its own errors); an
     input nobody defines, a grain that does not fit and every metric on a cycle are errors.
@@ -518,6 +700,22 @@ def _check_lineage(catalog: Catalog, metrics_dir: Path) -> None:
                     "read a metric of the same or a finer grain (a day fits in a week or a month; a week does "
                     "not fit in a month)",
                 )
+    by_key = {m.spec.key: m.spec for m in catalog.metrics.values()}
+    for finding in catalog_findings(by_key, broken=broken_keys, where=str(metrics_dir)):
+        if finding.warning:
+            loaded = catalog.metrics[finding.key]
+            text = loaded.path.read_text(encoding="utf-8")
+            catalog.warnings.setdefault(loaded.path, []).append(
+                SpecProblem(
+                    path=loaded.path,
+                    key=_dotted(finding.loc),
+                    message=finding.message,
+                    fix=finding.fix,
+                    line=line_of(text, finding.loc),
+                )
+            )
+        else:
+            add(finding.key, finding.loc, finding.message, finding.fix)
     for cycle in Lineage.of(specs).cycles():
         if len(cycle) == 1:
             continue  # reading itself, reported above

@@ -15,6 +15,7 @@ from typing import Any
 
 from metrics_center import settings
 from metrics_center.definitions.spec import FileSource, MetricSource, MetricSpec
+from metrics_center.i18n.translate import _  # English (BI comments, DAG docs) unless a reader's locale is set
 
 #: Fields whose change changes the numbers (or what they mean): a new version is required.
 #: Owners, schedule, quality rules, approvers, aggregation and subscribers are operational.
@@ -79,29 +80,52 @@ def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
         "",
         spec.description,
         "",
-        f"- **Department**: {spec.department} · **Owner**: {spec.owner} · **Unit**: {spec.unit}",
-        f"- **Grain**: {spec.grain} ({effective_timezone(spec)}) · **Schedule**: {spec.schedule or 'manual'}"
-        f" · **Dimensions**: {', '.join(spec.dimensions) or '(none)'}",
-        f"- **Across dimensions**: {_aggregation_words(spec)}",
+        "- "
+        + _(
+            "**Department**: {department} · **Owner**: {owner} · **Unit**: {unit}",
+            department=spec.department,
+            owner=spec.owner,
+            unit=spec.unit,
+        ),
+        "- "
+        + _(
+            "**Grain**: {grain} ({zone}) · **Schedule**: {schedule} · **Dimensions**: {dimensions}",
+            grain=spec.grain,
+            zone=effective_timezone(spec),
+            schedule=spec.schedule or _("manual"),
+            dimensions=", ".join(spec.dimensions) or _("(none)"),
+        ),
+        "- " + _("**Across dimensions**: {words}", words=_aggregation_words(spec)),
     ]
     if spec.formula:
-        lines.append(f"- **Formula**: {spec.formula}")
-    lines += ["", "**Sources**", ""]
+        lines.append("- " + _("**Formula**: {formula}", formula=spec.formula))
+    lines += ["", _("**Sources**"), ""]
     for name, source in spec.sources.items():
         if isinstance(source, FileSource):
-            lines.append(f"- `{name}`: file `{source.path}`")
+            lines.append(f"- `{name}`: " + _("file `{path}`", path=source.path))
         elif isinstance(source, MetricSource):
-            lines.append(f"- `{name}`: the published values of metric `{source.metric}`")
+            lines.append(
+                f"- `{name}`: " + _("the published values of metric `{metric}`", metric=source.metric)
+            )
         else:
-            lines.append(f"- `{name}`: `{source.sql}` on connection `{source.conn_id}`")
-    lines += ["", f"**Transform**: `{spec.transform.sql}`", "", "**Approval**", ""]
+            lines.append(
+                f"- `{name}`: " + _("`{sql}` on connection `{conn}`", sql=source.sql, conn=source.conn_id)
+            )
+    lines += ["", _("**Transform**: `{sql}`", sql=spec.transform.sql), "", _("**Approval**"), ""]
     for i, stage in enumerate(spec.approval.stages, 1):
         lines.append(f"{i}. {stage.name}: {', '.join(stage.approvers)}")
-    lines.append(f"\nTimeout {spec.approval.timeout} per stage, then {spec.approval.on_timeout}.")
+    lines.append(
+        "\n"
+        + _(
+            "Timeout {timeout} per stage, then {on_timeout}.",
+            timeout=spec.approval.timeout,
+            on_timeout=spec.approval.on_timeout,
+        )
+    )
     if spec.quality:
-        lines += ["", "**Quality rules**", ""]
+        lines += ["", _("**Quality rules**"), ""]
         lines += [f"- `{rule.expect}` {rule.kwargs or ''}" for rule in spec.quality]
-    lines += ["", f"**Change note (v{spec.version})**: {spec.change_note}"]
+    lines += ["", _("**Change note (v{version})**: {note}", version=spec.version, note=spec.change_note)]
     if path is not None:
         lines.append(f"\n_Defined in `{path.name}`._")
     return "\n".join(lines)
@@ -114,7 +138,9 @@ def _aggregation_words(spec: MetricSpec) -> str:
 def aggregation_words(aggregation: str) -> str:
     """How a metric's values combine across dimensions and periods, in words (docs, dictionary, comments)."""
     if aggregation == "sum":
-        return "additive: a total is the SUM of the values"
+        return _("additive: a total is the SUM of the values")
     if aggregation == "ratio":
-        return "a ratio: a total is SUM(numerator) / SUM(denominator), never the sum or the average of the values"
-    return "not additive: do not sum or average the values; no total is published"
+        return _(
+            "a ratio: a total is SUM(numerator) / SUM(denominator), never the sum or the average of the values"
+        )
+    return _("not additive: do not sum or average the values; no total is published")

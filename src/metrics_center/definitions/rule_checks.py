@@ -71,7 +71,7 @@ def _argument_findings(index: int, rule: Expectation, args: ExpectationArgs) -> 
             message = f"unknown argument of {rule.expect}"
             close = difflib.get_close_matches(name, args.accepted, n=1)
             fix = (
-                f"did you mean {close[0]}? accepted: {accepted}"
+                f"did you mean '{close[0]}'? accepted: {accepted}"
                 if close
                 else f"remove it; accepted: {accepted}"
             )
@@ -93,24 +93,27 @@ def _gx_model_findings(index: int, rule: Expectation) -> list[Finding]:
     ]
 
 
+def rule_findings(index: int, rule: Expectation, *, check_with_gx: bool) -> list[Finding]:
+    """The rule's expectation name and arguments: what can be judged from the rule alone."""
+    args = expectation_args().get(rule.expect)
+    if args is None:
+        return [
+            (
+                ("quality", index, "expect"),
+                f"{rule.expect!r} is not a Great Expectations expectation",
+                "use a snake_case name from the GX 1.x gallery, e.g. expect_column_values_to_not_be_null",
+            )
+        ]
+    findings = _argument_findings(index, rule, args)
+    if check_with_gx and not findings:
+        findings = _gx_model_findings(index, rule)
+    return findings
+
+
 def quality_findings(spec: MetricSpec, *, check_with_gx: bool) -> list[Finding]:
     findings: list[Finding] = []
-    known = expectation_args()
     for i, rule in enumerate(spec.quality):
-        args = known.get(rule.expect)
-        if args is None:
-            findings.append(
-                (
-                    ("quality", i, "expect"),
-                    f"{rule.expect!r} is not a Great Expectations expectation",
-                    "use a snake_case name from the GX 1.x gallery, e.g. expect_column_values_to_not_be_null",
-                )
-            )
-        else:
-            rule_findings = _argument_findings(i, rule, args)
-            if check_with_gx and not rule_findings:
-                rule_findings = _gx_model_findings(i, rule)
-            findings.extend(rule_findings)
+        findings.extend(rule_findings(i, rule, check_with_gx=check_with_gx))
         column = rule.kwargs.get("column")
         if column is not None and column not in spec.result_columns:
             findings.append(

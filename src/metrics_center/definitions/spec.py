@@ -35,6 +35,8 @@ _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 Grain = Literal["day", "week", "month"]
+#: A metric's place in its life: ``deprecated`` still runs (readers are warned), ``retired`` no longer may be read.
+Status = Literal["active", "deprecated", "retired"]
 #: ``schedule: inputs``: run when any metric this one reads publishes.
 SCHEDULE_ON_INPUTS = "inputs"
 
@@ -46,6 +48,16 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 24h, 2d, 1w")
     amount, unit = match.groups()
     return timedelta(**{_DURATION_UNITS[unit]: int(amount)})
+
+
+def positive_duration(text: str) -> timedelta:
+    """:func:`parse_duration` for a setting that must last a while: zero and negative durations are refused."""
+    if text.strip().startswith("-"):
+        raise ValueError(f"{text!r} is negative; write a positive number and a unit, e.g. 30m, 24h, 2d, 1w")
+    delta = parse_duration(text)
+    if delta <= timedelta(0):
+        raise ValueError(f"{text!r} lasts no time; write a positive number and a unit, e.g. 30m, 24h, 2d, 1w")
+    return delta
 
 
 def slugify(text: str) -> str:
@@ -254,11 +266,19 @@ class Approval(_Strict):
     on_timeout: Literal["reject", "approve", "fail"] = Field(
         default="reject", description="reject skips publish; approve publishes; fail fails the run."
     )
+    auto_approve_reason: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Why publishing without an answer is acceptable: required when on_timeout is approve and the "
+            "timeout is shorter than 1h; stored with the definition."
+        ),
+    )
 
     @field_validator("timeout")
     @classmethod
     def _valid_timeout(cls, value: str) -> str:
-        parse_duration(value)
+        positive_duration(value)
         return value
 
     @model_validator(mode="after")
@@ -354,6 +374,17 @@ class MetricSpec(_Strict):
         ge=0,
         le=366,
         description="A breaking version is first computed over this many recently published periods and compared (0: no preview).",
+    )
+    status: Status = Field(
+        default="active",
+        description=(
+            "active; deprecated (still computed, metrics reading it are warned); retired (no metric may read "
+            "it). Not part of the meaning: changing it needs no new version."
+        ),
+    )
+    replaced_by: Annotated[str, Field(pattern=METRIC_KEY.pattern, max_length=MAX_KEY_LENGTH)] | None = Field(
+        default=None,
+        description="Key of the metric to read instead (deprecated or retired metrics only).",
     )
 
     _dimension_descriptions: dict[str, str] = PrivateAttr(default_factory=dict)

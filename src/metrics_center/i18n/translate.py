@@ -140,3 +140,28 @@ def _(msgid: str, /, **values: object) -> str:
 def n_(singular: str, plural: str, count: int, /, **values: object) -> str:
     """The form for ``count`` (available as ``{count}``) in the current locale."""
     return current().plural(singular, plural, count, **values)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A message to be translated where it is shown, not where it is made: ``str()`` is the English text
+    (what the audit trail keeps), :meth:`shown` the current locale's (what the person reads)."""
+
+    msgid: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return _ENGLISH.text(self.msgid, **self.values)
+
+    def shown(self) -> str:
+        return current().text(self.msgid, **self.values)
+
+
+def N_(msgid: str, /, **values: object) -> Deferred:  # gettext's name for "translate later"
+    """Mark ``msgid`` for the catalogue and translate it later, in the reader's locale."""
+    return Deferred(msgid, dict(values))
+
+
+def shown(text: str | Deferred) -> str:
+    """What the reader sees: a deferred message in the current locale, plain text as it is."""
+    return text.shown() if isinstance(text, Deferred) else text

@@ -39,8 +39,11 @@ def _url_from_connection() -> URL | None:
         )
     if conn.conn_type == "sqlite":
         return URL.create("sqlite", database=conn.host or conn.schema)
-    raise ValueError(
-        f"connection {settings.MART_CONN_ID!r} has type {conn.conn_type!r}; use postgres (or sqlite)"
+    from metrics_center.errors import MartError
+
+    raise MartError(
+        f"connection {settings.MART_CONN_ID!r} has type {conn.conn_type!r} — make it a postgres (or sqlite) "
+        "connection, or set METRICS_CENTER_MART_URL"
     )
 
 

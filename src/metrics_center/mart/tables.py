@@ -109,6 +109,18 @@ approval_event = sa.Table(
     sa.Column("evidence_hash", sa.String(64)),
 )
 
+approval_evidence = sa.Table(
+    "approval_evidence",
+    metadata,
+    sa.Column("metric_key", sa.String(63), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("stage", sa.String(255), primary_key=True),
+    sa.Column("locale", sa.String(16), primary_key=True),
+    sa.Column("try_number", sa.Integer),
+    sa.Column("body", sa.Text),
+    sa.Column("written_at", TS),
+)
+
 metric_run = sa.Table(
     "metric_run",
     metadata,

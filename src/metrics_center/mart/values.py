@@ -24,6 +24,23 @@ FIXED_COLUMNS = ("period_start", "period_end", "value", "definition_version")
 RATIO_COLUMNS = ("numerator", "denominator")
 
 
+def values_schema(*, dimensions: Sequence[str], ratio: bool = False) -> pa.Schema:
+    """The columns and types of :func:`current_values_table` (what a metric source stages), even when empty."""
+    import pyarrow as pa
+
+    parts = list(RATIO_COLUMNS) if ratio else []
+    names = ["period_start", "period_end", *dimensions, "value", *parts, "definition_version"]
+    types = [
+        pa.date32(),
+        pa.date32(),
+        *(pa.string() for _ in dimensions),
+        pa.float64(),
+        *(pa.float64() for _ in parts),
+        pa.int32(),
+    ]
+    return pa.schema(list(zip(names, types, strict=True)))
+
+
 def current_values_table(
     engine: Engine,
     *,
@@ -44,16 +61,8 @@ def current_values_table(
     import pyarrow as pa
 
     parts = list(RATIO_COLUMNS) if ratio else []
-    names = ["period_start", "period_end", *dimensions, "value", *parts, "definition_version"]
-    types = [
-        pa.date32(),
-        pa.date32(),
-        *(pa.string() for _ in dimensions),
-        pa.float64(),
-        *(pa.float64() for _ in parts),
-        pa.int32(),
-    ]
-    schema = pa.schema(list(zip(names, types, strict=True)))
+    schema = values_schema(dimensions=dimensions, ratio=ratio)
+    names, types = schema.names, schema.types
     with engine.connect() as conn:
         stored = metric_storage(conn, metric_key=metric_key)
         if stored is None:

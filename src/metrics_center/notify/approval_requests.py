@@ -10,11 +10,13 @@ task, and the approvers can always answer in Airflow's Required Actions or on th
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
+from metrics_center.i18n.translate import normalize
 from metrics_center.notify.addresses import person_recipient
 from metrics_center.notify.approval_messages import REQUEST, ActionRef
 
@@ -95,6 +97,7 @@ def enqueue_from_context(context: Any, *, spec: MetricSpec, stage: ApprovalStage
         ref=ActionRef(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=int(ti.try_number)),
         ti_id=str(ti.id),
         evidence=str(getattr(task, "body", None) or ""),
+        evidence_translations=getattr(task, "evidence_translations", None) or {},
         period=_period_label(engine, spec=spec, run_id=ti.run_id),
         timeout=timeout,
         page_url=f"{base}{PAGE_PATH}" if base else None,
@@ -115,6 +118,7 @@ def enqueue_requests(
     timeout: timedelta | None,
     page_url: str | None,
     actions_url: str | None,
+    evidence_translations: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> int:
     """One ``approval_request`` per approver, in one transaction; dedupe per (run, stage, try, person)."""
@@ -169,6 +173,8 @@ def enqueue_requests(
                     "person_name": _name(teams, person),
                     "slack_user_id": person_of.slack_user_id if person_of else None,
                     "direct": bool(person_of and (person_of.slack_user_id or person_of.feishu_open_id)),
+                    # The evidence in the language the person reads, when the task wrote one for it.
+                    "evidence": (evidence_translations or {}).get(normalize(recipient.locale), evidence),
                 },
                 metric_key=spec.key,
                 run_id=ref.run_id,

@@ -98,8 +98,31 @@ class MetricApprovalOperator(ApprovalOperator):
         self.subject = (
             f"Approve {self.spec.name} ({self.spec.key} v{run.definition_version}) — {self.stage.name}"
         )
-        self.body = self._evidence(context, engine=engine, run=run)
+        from metrics_center.approvals.evidence import approval_body
+        from metrics_center.definitions.meaning import render_doc
+        from metrics_center.i18n.translate import DEFAULT, LOCALES, using
+        from metrics_center.mart.evidence_texts import save_evidence
+
+        evidence = self._evidence_inputs(context, engine=engine, run=run)
+        self.body = approval_body(**evidence)
+        # Readers of other languages (chat recipients, the page) get the same evidence in theirs.
+        translations: dict[str, str] = {}
+        for locale in LOCALES:
+            if locale != DEFAULT:
+                with using(locale):
+                    translations[locale] = approval_body(
+                        **{**evidence, "doc": render_doc(self.spec, path=None)}
+                    )
+        self.evidence_translations = translations
         ti = context["ti"]
+        save_evidence(
+            engine,
+            metric_key=self.spec.key,
+            run_id=context["run_id"],
+            stage=self.stage.name,
+            try_number=ti.try_number,
+            bodies=translations,
+        )
         record_request(
             engine,
             metric_key=self.spec.key,
@@ -113,9 +136,9 @@ class MetricApprovalOperator(ApprovalOperator):
         )
         return super().execute(context)
 
-    def _evidence(self, context: Context, *, engine: Engine, run: RunRecord) -> str:
-
-        from metrics_center.approvals.evidence import MAX_ROWS_SHOWN, approval_body
+    def _evidence_inputs(self, context: Context, *, engine: Engine, run: RunRecord) -> dict[str, Any]:
+        """What :func:`~metrics_center.approvals.evidence.approval_body` writes the evidence from."""
+        from metrics_center.approvals.evidence import MAX_ROWS_SHOWN, periods_against_published
         from metrics_center.approvals.rules import earlier_stages
         from metrics_center.definitions.meaning import render_doc
         from metrics_center.errors import MetricsCenterError
@@ -151,7 +174,7 @@ class MetricApprovalOperator(ApprovalOperator):
             from metrics_center.tasks.impact_preview import preview_for_approvers
 
             impact = preview_for_approvers(engine, key=self.spec.key, version=run.definition_version)
-        return approval_body(
+        return dict(
             name=self.spec.name,
             unit=self.spec.unit,
             period=f"{run.label(self.spec.grain)} ({self.spec.grain}, {run.timezone})",
@@ -171,16 +194,35 @@ class MetricApprovalOperator(ApprovalOperator):
                 {**a, "dimensions": {d: a["dimensions"].get(d) for d in self.spec.dimensions}}
                 for a in run_anomalies(engine, metric_key=self.spec.key, run_id=context["run_id"])
             ],
+            reject_only=self._reject_only(),
             earlier_approvals=earlier_stages(
                 engine, spec=self.spec, run_id=context["run_id"], before=self.stage
             ),
             doc=render_doc(self.spec, path=None),
             restatement=run.restatement,
-            by_period=_by_period(engine, spec=self.spec, table=table, periods=periods)
+            by_period=periods_against_published(engine, spec=self.spec, table=table, periods=periods)
             if len(periods) > 1
             else None,
             impact=impact,
         )
+
+    def _reject_only(self) -> list[str]:
+        """Assignees whose Approve the sign-off rules refuse whatever the other stages did: the owner alone."""
+        from metrics_center.approvals.rules import APPROVE, sign_off_problem
+
+        people = self.teams.people if self.teams else {}
+        return [
+            people[p].name if p in people else p
+            for p in self.approvers
+            if sign_off_problem(
+                spec=self.spec,
+                teams=self.teams,
+                stage=self.stage,
+                person=p,
+                option=APPROVE,
+                approved_elsewhere={},
+            )
+        ]
 
     @task_logs.with_task_log_context
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
@@ -216,30 +258,3 @@ class MetricApprovalOperator(ApprovalOperator):
                 "Clear this task to ask again."
             )
         return super().execute_complete(context, event)
-
-
-def _by_period(engine: Engine, *, spec: MetricSpec, table: Any, periods: list[Any]) -> list[dict[str, Any]]:
-    """Per period of a run of several: rows and total now vs what is published (a restatement's before/after)."""
-    from metrics_center.mart.values import current_values_table, period_totals
-
-    published = period_totals(
-        current_values_table(
-            engine,
-            metric_key=spec.key,
-            dimensions=list(spec.dimensions),
-            start=periods[0].start,
-            end=periods[-1].end,
-            ratio=spec.is_ratio,
-        )
-    )
-    new = period_totals(table)
-    return [
-        {
-            "period": period.label(),
-            "old_rows": published.get(period.start, (0, None))[0],
-            "new_rows": new.get(period.start, (0, None))[0],
-            "old_total": published.get(period.start, (0, None))[1],
-            "new_total": new.get(period.start, (0, None))[1],
-        }
-        for period in periods
-    ]

@@ -287,6 +287,12 @@ def _extract_one_file(source_name: str, fmt: str, path: Path, writer: PartWriter
         _write_file_table(source_name, path, writer, table, start)
 
 
+def stage_file(*, source_name: str, fmt: str, path: Path, writer: PartWriter) -> None:
+    """Stage one local ``csv``/``parquet``/``excel`` file as a file source's extract does (same type inference
+    and widening); metric unit tests stage their CSV fixtures with it."""
+    _extract_one_file(source_name, fmt, path, writer)
+
+
 def _extract_file(source_name: str, source: FileSource, rendered_path: str, writer: PartWriter) -> None:
     import pyarrow as pa
 

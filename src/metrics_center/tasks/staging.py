@@ -185,10 +185,13 @@ def read_mode() -> str:
 
 @contextmanager
 def local_parquet_files(folder: ObjectStoragePath) -> Iterator[list[str]]:
-    """Local paths of the parquet parts under ``folder``; remote parts are copied to a temp dir first."""
+    """Local paths of the parquet parts under ``folder``; remote parts are copied to a temp dir first.
+
+    ``folder`` may also be a plain :class:`pathlib.Path` (a metric unit test stages in a temp dir).
+    """
     parts = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet"))
     if is_local(folder):
-        yield [str(Path(p.path)) for p in parts]
+        yield [str(Path(getattr(p, "path", p))) for p in parts]
         return
     from metrics_center.observability.task_timing import staging
 

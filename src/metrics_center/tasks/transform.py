@@ -23,6 +23,8 @@ from metrics_center.tasks.runtime import staging_dir
 from metrics_center.tasks.staging import PartWriter
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
     from airflow.sdk import Context, ObjectStoragePath
 
@@ -159,13 +161,16 @@ def _check_unique(spec: MetricSpec, table: pa.Table) -> None:
         )
 
 
-def transform_table(computation: Computation) -> pa.Table:
-    """The checked result of every period of ``computation``, each computed over its own staged parts."""
+def transform_table(computation: Computation, *, sql_root: Path | None = None) -> pa.Table:
+    """The checked result of every period of ``computation``, each computed over its own staged parts.
+
+    ``sql_root``: the folder of SQL files (default: the settings'); a metric unit test passes its own.
+    """
     import duckdb
     import pyarrow as pa
 
     spec = computation.spec
-    text = (settings.sql_dir() / spec.transform.sql).read_text(encoding="utf-8")
+    text = ((sql_root or settings.sql_dir()) / spec.transform.sql).read_text(encoding="utf-8")
     tables = []
     for part in computation.parts:
         sql = render_with(text, variables=part.variables, what=spec.transform.sql)

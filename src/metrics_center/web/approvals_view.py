@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from metrics_center.approvals.answers import Outcome, Waiting
 from metrics_center.approvals.rules import APPROVE
 from metrics_center.definitions.task_ids import stage_of
+from metrics_center.i18n.translate import DEFAULT, Deferred, _, n_
 from metrics_center.web import queries
 from metrics_center.web.auth import allowed
 from metrics_center.web.charts import approval_charts
@@ -47,7 +48,7 @@ class Card:
     charts: list[dict[str, Any]] = field(default_factory=list)
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     #: Why the viewer may not approve this stage (they may still reject), shown before they click; None: they may.
-    approve_blocked: str | None = None
+    approve_blocked: Deferred | None = None
 
     @property
     def open_anomalies(self) -> int:
@@ -68,7 +69,7 @@ class Card:
             "approvers": self.approvers,
             "anomalies": [_anomaly_json(a) for a in self.anomalies],
             "charts": self.charts,
-            "approve_blocked": self.approve_blocked,
+            "approve_blocked": self.approve_blocked.shown() if self.approve_blocked else None,
         }
 
 
@@ -117,6 +118,8 @@ def waiting_cards(
         visible = set(allowed(viewer.user, (w.dag_id for w in ours), hitl=True))
         mine = [w for w in ours if w.dag_id in visible]
         shown = with_bodies(mine[(page - 1) * per_page : page * per_page], session=session)
+    if viewer.locale != DEFAULT:
+        shown = _in_language(shown, engine=engine, locale=viewer.locale)
     by_metric: dict[str, int] = {}
     for w in mine:
         by_metric[w.dag_id] = by_metric.get(w.dag_id, 0) + 1
@@ -124,16 +127,26 @@ def waiting_cards(
     return CardPage(cards, len(mine), page, per_page, by_metric)
 
 
+def _in_language(waiting: list[Waiting], *, engine: Engine, locale: str) -> list[Waiting]:
+    """The evidence each approval task wrote in ``locale``; English (Airflow's body) where it wrote none."""
+    from metrics_center.mart.evidence_texts import translated_evidence
+
+    found = translated_evidence(
+        engine, locale=locale, stages=[(w.dag_id, w.run_id, w.stage) for w in waiting]
+    )
+    return [dataclasses.replace(w, body=found.get((w.dag_id, w.run_id, w.stage), w.body)) for w in waiting]
+
+
 def _approve_blocked(
     engine: Engine, *, spec: MetricSpec, teams: Any, task_id: str, run_id: str, person: str
-) -> str | None:
+) -> Deferred | None:
     """The sign-off rule that would refuse the person's Approve (the owner alone, a second stage), if any."""
-    from metrics_center.approvals.rules import APPROVE, approvals_so_far, sign_off_problem
+    from metrics_center.approvals.rules import APPROVE, approvals_so_far, sign_off_reason
 
     stage = stage_of(spec, task_id)
     if stage is None:
         return None
-    return sign_off_problem(
+    return sign_off_reason(
         spec=spec,
         teams=teams,
         stage=stage,
@@ -287,12 +300,13 @@ def answer(
     )
     if expected and outcome.status == "recorded":
         count = queries.mark_expected(engine, key=spec.key, run_id=run_id, person=viewer.person)
-        noun = "anomaly" if count == 1 else "anomalies"
-        outcome = Outcome(
-            outcome.status,
-            f"{outcome.message} {count} {noun} marked expected by {viewer.name}.",
-            outcome.stage,
+        marked = n_(
+            "{count} anomaly marked expected by {name}.",
+            "{count} anomalies marked expected by {name}.",
+            count,
+            name=viewer.name,
         )
+        outcome = Outcome(outcome.status, f"{outcome.message} {marked}", outcome.stage)
     return outcome
 
 
@@ -337,4 +351,6 @@ def _audit_refusal(
 def waited(card: Card) -> str:
     """``12 min``, ``3 h 05 min``: how long a stage has been waiting."""
     minutes = int((datetime.now(UTC) - card.waiting.asked_at).total_seconds() // 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+    if minutes < 60:
+        return _("{minutes} min", minutes=minutes)
+    return _("{hours} h {minutes} min", hours=minutes // 60, minutes=f"{minutes % 60:02d}")

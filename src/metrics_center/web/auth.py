@@ -33,6 +33,9 @@ class Viewer:
     user_id: str
     person: str | None
     name: str
+    #: The language the pages speak to them: their ``locale:`` in _teams.yaml (or their department's), else
+    #: their browser's Accept-Language, else English.
+    locale: str = "en"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def context(request: Request, user: GetUserDep) -> Context:
 
     catalog = load_catalog()
     return Context(
-        viewer=viewer_for(user, catalog.teams),
+        viewer=viewer_for(user, catalog.teams, accept_language=request.headers.get("accept-language")),
         catalog=catalog,
         engine=get_engine(),
         base=request.scope.get("root_path", "").rstrip("/"),
@@ -71,11 +74,24 @@ def load_catalog() -> Catalog:
     return load(settings.metrics_dir(), sql_root=settings.sql_dir())
 
 
-def viewer_for(user: Any, teams: Teams | None) -> Viewer:
+def viewer_for(user: Any, teams: Teams | None, *, accept_language: str | None = None) -> Viewer:
+    from metrics_center.i18n.translate import negotiate, normalize
+
     user_id = str(user.get_id())
     person = teams.person_for_airflow_user(user_id) if teams else None
     name = teams.people[person].name if teams and person else user.get_name()
-    return Viewer(user=user, user_id=user_id, person=person, name=name)
+    chosen = person_locale(teams, person)
+    locale = normalize(chosen) if chosen else negotiate(accept_language)
+    return Viewer(user=user, user_id=user_id, person=person, name=name, locale=locale)
+
+
+def person_locale(teams: Teams | None, person: str | None) -> str | None:
+    """``locale:`` of the person in _teams.yaml, else of their department; None when neither says."""
+    if teams is None or person is None or person not in teams.people:
+        return None
+    found = teams.people[person]
+    department = teams.departments.get(found.department)
+    return found.locale or (department.locale if department is not None else None)
 
 
 def may(user: Any, *, dag_id: str, method: Method = "GET", hitl: bool = False) -> bool:

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from metrics_center.definitions.dimensions import dimensions_key
+from metrics_center.i18n.translate import _
 from metrics_center.web.render import dims_label
 
 MAX_COMBINATIONS = 6  # lines in one chart before it turns into spaghetti
@@ -45,7 +46,7 @@ def _payload(
         "x": [_ts(d) for d in days],
         "series": [
             {
-                "label": "total" if key == "total" else dims_label(key, order),
+                "label": _("total") if key == "total" else dims_label(key, order),
                 "values": [pts.get(d) for d in days],
             }
             for key, pts in lines.items()
@@ -53,7 +54,7 @@ def _payload(
     }
     if new_day is not None and new:
         payload["new"] = {
-            "label": f"awaiting approval ({new_day.isoformat()})",
+            "label": _("awaiting approval ({day})", day=new_day.isoformat()),
             "values": [[new.get(key) if d == new_day else None for d in days] for key in lines],
         }
     return payload
@@ -115,7 +116,7 @@ def approval_charts(
         totals = {day: n / d for day, (n, d) in parts.items() if d}
         return [
             _payload(
-                title=f"{name} — all combinations (SUM(numerator) / SUM(denominator))",
+                title=_("{name} — all combinations (SUM(numerator) / SUM(denominator))", name=name),
                 unit=unit,
                 lines={"total": totals},
                 new={"total": new_rows[0]["value"]}
@@ -132,7 +133,7 @@ def approval_charts(
         new_total = {"total": sum(v or 0.0 for v in new.values())} if new else {}
         return [
             _payload(
-                title=f"{name} — total",
+                title=_("{name} — total", name=name),
                 unit=unit,
                 lines={"total": totals},
                 new=new_total,

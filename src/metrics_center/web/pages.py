@@ -12,6 +12,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from metrics_center.i18n.translate import using
 from metrics_center.web import approvals_view, dictionary, queries
 from metrics_center.web.auth import ContextDep, allowed, readable, require_metric, require_same_origin
 from metrics_center.web.render import STATIC_DIR, render_page
@@ -38,7 +39,14 @@ def _html(
     ctx: Context, template: str, *, section: str, status_code: int = 200, **values: Any
 ) -> HTMLResponse:
     body = render_page(
-        template, ctx=ctx, viewer=ctx.viewer, section=section, base=ctx.base, quote=_q, **values
+        template,
+        locale=ctx.viewer.locale,
+        ctx=ctx,
+        viewer=ctx.viewer,
+        section=section,
+        base=ctx.base,
+        quote=_q,
+        **values,
     )
     return HTMLResponse(body, status_code=status_code)
 
@@ -84,17 +92,18 @@ def answer_form(
     if action not in ACTIONS:
         raise HTTPException(status_code=422, detail=f"Unknown action {action!r}")
     option, expected = ACTIONS[action]
-    outcome = approvals_view.answer(
-        engine=ctx.engine,
-        catalog=ctx.catalog,
-        viewer=ctx.viewer,
-        dag_id=dag_id,
-        run_id=run_id,
-        task_id=task_id,
-        option=option,
-        reason=reason,
-        expected=expected,
-    )
+    with using(ctx.viewer.locale):  # the flash message in the person's language (the audit stays English)
+        outcome = approvals_view.answer(
+            engine=ctx.engine,
+            catalog=ctx.catalog,
+            viewer=ctx.viewer,
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=task_id,
+            option=option,
+            reason=reason,
+            expected=expected,
+        )
     response = RedirectResponse(f"{ctx.base}/", status_code=303)
     flash = json.dumps({"status": outcome.status, "message": outcome.message})
     response.set_cookie(
@@ -198,6 +207,8 @@ def install_error_pages(app: FastAPI) -> None:
     """Errors as JSON under ``/api`` (and for non-browser clients), as a page with a login link elsewhere."""
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    from metrics_center.i18n.translate import negotiate
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         headers = getattr(exc, "headers", None)
@@ -208,6 +219,7 @@ def install_error_pages(app: FastAPI) -> None:
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
         body = render_page(
             "error.html",
+            locale=negotiate(request.headers.get("accept-language")),
             status=exc.status_code,
             detail=exc.detail,
             base=root.rstrip("/"),

@@ -9,6 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from metrics_center.i18n.translate import N_, Deferred, _, n_, shown
+
 if TYPE_CHECKING:
     from jinja2 import Environment
     from markdown_it import MarkdownIt
@@ -57,6 +59,31 @@ def fmt_when(moment: datetime | date | None) -> str:
     return moment.isoformat()
 
 
+#: The audit's decisions and the grains as people read them (the stored codes stay English).
+_DECISIONS: dict[str, Deferred] = {
+    "requested": N_("requested"),
+    "submitted": N_("submitted"),
+    "approved": N_("approved"),
+    "rejected": N_("rejected"),
+    "refused": N_("refused"),
+    "refused_attempt": N_("refused attempt"),
+    "timed_out": N_("timed out"),
+    "approved_on_timeout": N_("approved on timeout"),
+    "rejected_on_timeout": N_("rejected on timeout"),
+}
+_GRAINS: dict[str, Deferred] = {"day": N_("day"), "week": N_("week"), "month": N_("month")}
+
+
+def decision_label(decision: str) -> str:
+    known = _DECISIONS.get(decision)
+    return known.shown() if known else decision.replace("_", " ")
+
+
+def grain_label(grain: str) -> str:
+    known = _GRAINS.get(grain)
+    return known.shown() if known else grain
+
+
 @cache
 def templates() -> Environment:
     """The Jinja2 environment of the pages: autoescaped, undefined variables are errors."""
@@ -74,8 +101,15 @@ def templates() -> Environment:
     env.filters["dims"] = dims_label
     env.filters["when"] = fmt_when
     env.filters["markdown"] = lambda text: Markup(markdown_html(text))
+    # Called while rendering, so the locale is whatever `using(...)` chose around `render_page`.
+    env.globals.update(_=_, n_=n_, shown=shown, decision_label=decision_label, grain_label=grain_label)
     return env
 
 
-def render_page(template: str, **context: Any) -> str:
-    return templates().get_template(template).render(**context)
+def render_page(template: str, *, locale: str | None = None, **context: Any) -> str:
+    """``template`` in ``locale`` (``en``, ``zh-CN``; None: the current one): every ``_("…")`` of it and
+    of what it calls."""
+    from metrics_center.i18n.translate import using
+
+    with using(locale) as chosen:
+        return templates().get_template(template).render(locale=chosen.locale, **context)
