@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 
-.PHONY: demo test test-fast lint format architecture venv schema benchmark clean browser-deps superset superset-venv messages
+.PHONY: demo test test-fast lint format architecture venv schema benchmark clean browser-deps superset superset-venv messages mc
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,12 @@ architecture: venv  ## Redraw the import diagram in docs/architecture.md from th
 
 schema: venv  ## Regenerate the committed JSON Schemas for editors.
 	$(VENV)/bin/metrics-center schema --write schemas
+	$(VENV)/bin/metrics-center test --schema > schemas/metric_test.schema.json
+
+# metrics-center in the demo's environment (its data, the sales_db connection, .airflow/'s mart), e.g.
+#   make mc ARGS="run gmv_daily --period 2026-11-26"      make mc ARGS="test"      make mc ARGS="validate"
+mc: venv
+	@$(PY) -m metrics_center.demo.with_env $(ARGS)
 
 benchmark: venv
 	$(UV) pip install --quiet --compile-bytecode -p $(PY) -r requirements-bench.txt
