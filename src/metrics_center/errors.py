@@ -43,3 +43,7 @@ class QualityCheckFailed(MetricsCenterError):
 
 class PublishRefused(MetricsCenterError):
     """``publish`` refused on purpose (not approved, stale definition, newer data published); nothing written."""
+
+
+class SignoffPending(MetricsCenterError):
+    """The run's definition version waits for its department's sign-off: ``publish`` waits, nothing written."""

@@ -76,3 +76,9 @@ def inbox_dir() -> Path | None:
     (one file per channel) instead of waiting — what ``make demo`` shows a newcomer. Unset: none."""
     value = os.environ.get("METRICS_CENTER_INBOX")
     return Path(value).resolve() if value else None
+
+
+def signoff_poll_seconds() -> float:
+    """``METRICS_CENTER_SIGNOFF_POLL``: how often a ``publish`` waiting for a definition's sign-off looks
+    again (seconds, default 300); the task holds no worker slot in between (Airflow reschedules it)."""
+    return float(os.environ.get("METRICS_CENTER_SIGNOFF_POLL", "300"))

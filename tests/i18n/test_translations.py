@@ -221,6 +221,47 @@ GROUPS: dict[str, list[Item]] = {
         )
         for explicit in (True,)
     ],
+    "metric deprecated, with a replacement, metrics built on it and why": [
+        Item(
+            "metric_deprecated",
+            {
+                "metric_key": "gmv_daily",
+                "metric_name": "GMV",
+                "dag_id": "gmv_daily",
+                "status": "deprecated",
+                "replaced_by": "net_gmv_daily",
+                "replaced_by_name": "Net GMV",
+                "owner": "alice",
+                "owner_name": "Alice Wang",
+                "downstream": ["refund_rate_daily"],
+                "why": ["you own refund_rate_daily, which is built on gmv_daily"],
+            },
+        )
+    ],
+    "metric deprecated, no replacement, nothing built on it": [
+        Item(
+            "metric_deprecated",
+            {"metric_key": "gmv_daily", "metric_name": "GMV", "status": "deprecated", "owner": "alice"},
+        )
+    ],
+    "an anomaly of a deprecated metric": [
+        Item("anomaly", {**_anomaly(0), "metric_status": "deprecated", "replaced_by": "net_gmv_daily"})
+    ],
+    "an anomaly of a deprecated metric with no replacement": [
+        Item("anomaly", {**_anomaly(1), "metric_status": "deprecated", "replaced_by": None})
+    ],
+    "decided: approved, a retired metric": [
+        Item(
+            "approval_update",
+            {
+                **_decision("approved"),
+                "request": request_payload(metric_status="retired", replaced_by="net_gmv_daily"),
+            },
+        )
+    ],
+    "a request about a retired metric with no replacement": [
+        Item("approval_request", request_payload(metric_status="retired", replaced_by=None))
+    ],
     "a kind nobody renders": [Item("something_else", {"metric_key": "gmv_daily", "period": "2026-11-26"})],
 }
 
@@ -357,6 +398,7 @@ def _evidence_inputs(**overrides) -> dict:
         ] * 8,
         "earlier_approvals": ["sales review: bob"],
         "reject_only": ["Erin Liu"],
+        "signoff_waiting": ["Frank Zhou"],
         "doc": "",
         "restatement": True,
         "impact": {"from_version": 1, "to_version": 2, "periods": ["2026-11-25"], "headline": "+3%",

@@ -55,6 +55,7 @@ def approval_body(
     previous_total: float | None = None,
     published_total: float | None = None,
     reject_only: list[str] | None = None,
+    signoff_waiting: list[str] | None = None,
 ) -> str:
     """Markdown for the HITL body (shown in the Airflow UI, Slack and the plugin page).
 
@@ -199,6 +200,15 @@ def approval_body(
             lines.append(f"- {mark} `{q['expectation']}` {q['kwargs']}")
     if earlier_approvals:
         lines += ["", _("**Earlier stages**: {stages}", stages="; ".join(earlier_approvals))]
+    if signoff_waiting:
+        lines += [
+            "",
+            _(
+                "⏳ **The definition awaits its sign-off** by {reviewers}: values approved now are published once "
+                "one of them signs it off (nothing, if it is rejected).",
+                reviewers=", ".join(signoff_waiting),
+            ),
+        ]
     if reject_only:
         # Airflow's Required Actions lists every assignee alike; say who may only reject before they click.
         lines += [

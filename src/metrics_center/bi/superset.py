@@ -4,7 +4,8 @@ Each dataset is the metric's relation (``metrics.<key>``, typed dimension column
 description, ``period_start`` as its time column and one saved metric that totals the metric the only right way:
 ``SUM(value)`` for additive metrics, ``SUM(numerator) / SUM(denominator)`` for ratios, and for the others
 ``MAX(value)`` with a warning to group by every dimension (their values do not add up). Number formats follow
-the unit. A "Metrics Center" dashboard has one chart per metric at its grain. The format is Superset's own
+the unit. A deprecated or retired metric says so, and what replaces it, in its dataset's and saved metric's
+description and as the saved metric's warning. A "Metrics Center" dashboard has one chart per metric at its grain. The format is Superset's own
 export format (``metadata.yaml`` + YAML per object, version 1.0.0), imported with
 ``superset import-dashboards -p bundle.zip -u admin`` or Settings → Import dashboards.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from metrics_center.mart.comments import HISTORY_COLUMNS, relation_comments
+from metrics_center.mart.comments import HISTORY_COLUMNS, lifecycle_words, relation_comments
 
 if TYPE_CHECKING:
     from metrics_center.definitions.spec import MetricSpec
@@ -48,8 +49,9 @@ class BundleTarget:
     schema: str | None = "metrics"  # Postgres; None on SQLite (relations are metrics__<key>)
 
 
-def saved_metric(spec: MetricSpec) -> dict[str, Any]:
-    """The one way this metric totals, as a Superset saved metric named after the metric key."""
+def saved_metric(spec: MetricSpec, *, replacement: str | None = None) -> dict[str, Any]:
+    """The one way this metric totals, as a Superset saved metric named after the metric key; ``replacement``:
+    the name of the metric a deprecated or retired one is replaced by."""
     number = _d3format(spec.unit)
     if spec.is_ratio:
         expression, words = "SUM(numerator) / NULLIF(SUM(denominator), 0)", "ratio of the sums"
@@ -61,12 +63,15 @@ def saved_metric(spec: MetricSpec) -> dict[str, Any]:
         warning = (
             f"{spec.name} does not add up: group by every dimension ({', '.join(spec.dimensions) or 'none'})."
         )
+    status = lifecycle_words(spec, replacement=replacement)
+    if status:  # Superset shows the warning beside the metric wherever it is picked
+        warning = f"{status} {warning}" if warning else status
     metric: dict[str, Any] = {
         "metric_name": spec.key,
         "verbose_name": spec.name,
         "metric_type": None,
         "expression": expression,
-        "description": f"{spec.name} ({words}); {spec.description}",
+        "description": (f"{status} " if status else "") + f"{spec.name} ({words}); {spec.description}",
         "d3format": number,
         "extra": {},
         "warning_text": warning,
@@ -86,8 +91,8 @@ def _d3format(unit: str) -> str:
     return ",.2f"
 
 
-def _columns(spec: MetricSpec) -> list[dict[str, Any]]:
-    comments = relation_comments(spec)[0]["current"]
+def _columns(spec: MetricSpec, *, replacement: str | None) -> list[dict[str, Any]]:
+    comments = relation_comments(spec, replacement=replacement)[0]["current"]
     types = {
         "period_start": "DATE",
         "period_end": "DATE",
@@ -125,11 +130,11 @@ def _columns(spec: MetricSpec) -> list[dict[str, Any]]:
     ]
 
 
-def _dataset(spec: MetricSpec, target: BundleTarget) -> dict[str, Any]:
+def _dataset(spec: MetricSpec, target: BundleTarget, *, replacement: str | None = None) -> dict[str, Any]:
     return {
         "table_name": spec.key if target.schema else f"metrics__{spec.key}",
         "main_dttm_col": "period_start",
-        "description": relation_comments(spec)[1]["current"],
+        "description": relation_comments(spec, replacement=replacement)[1]["current"],
         "default_endpoint": None,
         "offset": 0,
         "cache_timeout": None,
@@ -143,8 +148,8 @@ def _dataset(spec: MetricSpec, target: BundleTarget) -> dict[str, Any]:
             "metrics_center": {"metric_key": spec.key, "grain": spec.grain, "aggregation": spec.aggregation}
         },
         "uuid": _uuid("dataset", spec.key),
-        "metrics": [saved_metric(spec)],
-        "columns": _columns(spec),
+        "metrics": [saved_metric(spec, replacement=replacement)],
+        "columns": _columns(spec, replacement=replacement),
         "version": "1.0.0",
         "database_uuid": _uuid("database", target.database_name),
     }
@@ -226,6 +231,7 @@ def superset_bundle(
 ) -> bytes:
     """The ZIP Superset imports: ``metadata.yaml``, the database, a dataset and a chart per metric, the dashboard."""
     specs = sorted(specs, key=lambda s: s.key)
+    names = {s.key: s.name for s in specs}
     database = {
         "database_name": target.database_name,
         "sqlalchemy_uri": target.sqlalchemy_uri,
@@ -247,7 +253,12 @@ def superset_bundle(
             "timestamp": (now or datetime.now(UTC)).isoformat(),
         },
         "databases/metrics_center_mart.yaml": database,
-        **{f"datasets/metrics_center_mart/{s.key}.yaml": _dataset(s, target) for s in specs},
+        **{
+            f"datasets/metrics_center_mart/{s.key}.yaml": _dataset(
+                s, target, replacement=names.get(s.replaced_by or "")
+            )
+            for s in specs
+        },
         **{f"charts/{s.key}.yaml": _chart(s) for s in specs},
         "dashboards/metrics_center.yaml": _dashboard(specs),
     }

@@ -44,6 +44,10 @@ ENVIRONMENT = (
     ("METRICS_CENTER_STAGING_CONN", "connection of the staging store (default: aws_default for s3://)"),
     ("METRICS_CENTER_TIMEZONE", "business time zone closing periods when a metric sets none (default UTC)"),
     ("METRICS_CENTER_INBOX", "folder where messages for channels without a connection are written"),
+    (
+        "METRICS_CENTER_SIGNOFF_POLL",
+        "seconds between looks of a publish waiting for a definition's sign-off (300)",
+    ),
 )
 
 

@@ -540,6 +540,15 @@ def _cross_checks(
                     f"the owner {spec.owner!r} is the stage's only approver, and may not approve their own number",
                     "add another approver, or set approval.allow_self_approval: true",
                 )
+        department = teams.departments.get(spec.department)
+        reviewers = list(department.definition_reviewers) if department is not None else []
+        if reviewers and not set(reviewers) - {spec.owner}:
+            add(
+                ("owner",),
+                f"the owner {spec.owner!r} is the only definition reviewer of {spec.department}, and may not sign "
+                "off their own definition",
+                f"add another person to departments.{spec.department}.definition_reviewers in {TEAMS_FILE}",
+            )
         for i, reader in enumerate(spec.readers):
             if reader not in teams.departments and reader not in teams.people:
                 add(

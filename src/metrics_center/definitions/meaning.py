@@ -74,10 +74,12 @@ def load_definition(spec: MetricSpec, *, sql_root: Path | None = None) -> Defini
 
 
 def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
-    """The definition for people: meaning, formula, sources, owners, approvers."""
+    """The definition for people: its status when not active, meaning, formula, sources, owners, approvers."""
+    status = status_banner(spec)
     lines = [
         f"# {spec.name} (`{spec.key}` v{spec.version})",
         "",
+        *([status, ""] if status else []),
         spec.description,
         "",
         "- "
@@ -129,6 +131,27 @@ def render_doc(spec: MetricSpec, *, path: Path | None) -> str:
     if path is not None:
         lines.append(f"\n_Defined in `{path.name}`._")
     return "\n".join(lines)
+
+
+def status_banner(spec: MetricSpec) -> str:
+    """A Markdown quote saying a metric is deprecated or retired and what replaces it; "" when active."""
+    if spec.status == "deprecated":
+        if spec.replaced_by:
+            return "> ⚠️ " + _(
+                "**Deprecated** — use `{replacement}` instead; it is still computed and published until it is "
+                "retired.",
+                replacement=spec.replaced_by,
+            )
+        return "> ⚠️ " + _("**Deprecated** — it will be retired; no replacement is named.")
+    if spec.status == "retired":
+        if spec.replaced_by:
+            return "> ⛔ " + _(
+                "**Retired** — no new periods are computed; use `{replacement}` instead. Its published history "
+                "stays readable.",
+                replacement=spec.replaced_by,
+            )
+        return "> ⛔ " + _("**Retired** — no new periods are computed. Its published history stays readable.")
+    return ""
 
 
 def _aggregation_words(spec: MetricSpec) -> str:

@@ -369,6 +369,13 @@ class MetricSpec(_Strict):
             "weights 1000/100/10/1 — or a weight of your own."
         ),
     )
+    definition_signoff: Literal["breaking", "every_version"] = Field(
+        default="breaking",
+        description=(
+            "Which versions the department's definition_reviewers must sign off before any value computed "
+            "under them is published: the first and every breaking one (default), or every version."
+        ),
+    )
     preview_periods: int = Field(
         default=28,
         ge=0,
@@ -532,6 +539,14 @@ class Department(_Addresses):
             "(an Airflow pool; a connection's own limit wins). Unset: no limit."
         ),
     )
+    definition_reviewers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "People (keys of people:) who sign off the department's metric definitions: the first version and "
+            "every breaking one publish nothing until one of them approves it on the Metrics Center page. "
+            "Empty: the department's definitions need no sign-off."
+        ),
+    )
 
 
 class Connection(_Strict):
@@ -601,6 +616,11 @@ class Teams(_Strict):
             return [approver]
         return sorted(k for k, p in self.people.items() if p.department == approver)
 
+    def definition_reviewers(self, department: str) -> list[str]:
+        """Who signs off ``department``'s definitions (none: its definitions need no sign-off)."""
+        found = self.departments.get(department)
+        return list(found.definition_reviewers) if found is not None else []
+
     def resolve(self, approvers: list[str]) -> list[str]:
         """People who may answer a stage, in a stable order, each once."""
         return list(dict.fromkeys(person for a in approvers for person in self.members(a)))
@@ -613,6 +633,13 @@ class Teams(_Strict):
                     f"people.{login}.department {person.department!r} is not a department; "
                     f"add it under departments: or use one of {sorted(self.departments)}"
                 )
+        for key, department in self.departments.items():
+            for i, reviewer in enumerate(department.definition_reviewers):
+                if reviewer not in self.people:
+                    raise ValueError(
+                        f"departments.{key}.definition_reviewers[{i}] {reviewer!r} is not a person; "
+                        f"use one of {sorted(self.people)}"
+                    )
         for conn_id, connection in self.connections.items():
             if connection.department is not None and connection.department not in self.departments:
                 raise ValueError(

@@ -2,7 +2,8 @@
 
 Superset, FineBI, Tableau and Power BI copy a column's comment into their dataset's description, so a value
 column says the metric's name, meaning, formula, unit and how it may be totalled, and a dimension column says
-what its values are.
+what its values are. A deprecated or retired metric's value column and relations start by saying so, and what to
+read instead (:func:`lifecycle_words`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,29 @@ HISTORY_COLUMNS = {
 }
 
 
-def value_comment(spec: MetricSpec) -> str:
-    parts = [f"{spec.name}: {spec.description.rstrip('.')}."]
+def lifecycle_words(spec: MetricSpec, *, replacement: str | None = None) -> str:
+    """What a BI reader must know first about a deprecated or retired metric; "" for an active one.
+
+    ``replacement``: the name of the metric ``replaced_by`` names, when known (its key is said either way).
+    """
+    if spec.status == "active":
+        return ""
+    use = ""
+    if spec.replaced_by:
+        named = f"{replacement} ({spec.replaced_by})" if replacement else spec.replaced_by
+        use = f"use {named} instead"
+    if spec.status == "deprecated":
+        if use:
+            return f"DEPRECATED — {use}; still published until it is retired."
+        return "DEPRECATED — it will be retired; no replacement is named."
+    if use:
+        return f"RETIRED — {use}; no new values are published, the history stays readable."
+    return "RETIRED — no new values are published; the history stays readable."
+
+
+def value_comment(spec: MetricSpec, *, replacement: str | None = None) -> str:
+    parts = [lifecycle_words(spec, replacement=replacement)] if spec.status != "active" else []
+    parts.append(f"{spec.name}: {spec.description.rstrip('.')}.")
     if spec.formula:
         parts.append(f"Formula: {spec.formula}.")
     parts.append(f"Unit: {spec.unit}.")
@@ -38,8 +60,13 @@ def value_comment(spec: MetricSpec) -> str:
     return " ".join(parts)
 
 
-def relation_comments(spec: MetricSpec) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """Column comments of the current and history relations, and the relations' own comments."""
+def relation_comments(
+    spec: MetricSpec, *, replacement: str | None = None
+) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Column comments of the current and history relations, and the relations' own comments.
+
+    ``replacement``: the name of the metric a deprecated or retired one is replaced by (see :func:`lifecycle_words`).
+    """
     zone = effective_timezone(spec)
     current = {
         "period_start": f"First day of the {spec.grain} (business time zone {zone}).",
@@ -49,7 +76,7 @@ def relation_comments(spec: MetricSpec) -> tuple[dict[str, dict[str, str]], dict
             d: spec.dimension_description(d) or f"Dimension {d} of {spec.name} (one column per dimension)."
             for d in spec.dimensions
         },
-        "value": value_comment(spec),
+        "value": value_comment(spec, replacement=replacement),
         "unit": f"Unit of value ({spec.unit}).",
         "definition_version": "Version of the definition that computed the value (see metrics_mart.metric_dictionary).",
         "approved_by": "Who approved it, stage by stage.",
@@ -60,10 +87,12 @@ def relation_comments(spec: MetricSpec) -> tuple[dict[str, dict[str, str]], dict
         current["denominator"] = f"Denominator of {spec.name}; a total is SUM(numerator) / SUM(denominator)."
     history = {**current, **HISTORY_COLUMNS}
     words = f"{spec.name} ({spec.key}), {spec.grain} grain, {spec.unit}: {spec.description}"
+    status = lifecycle_words(spec, replacement=replacement)
+    first = f"{status} " if status else ""
     return (
         {"current": current, "history": history},
         {
-            "current": f"Current approved values of {words} One row per {spec.grain} and combination.",
-            "history": f"Every published value of {words} is_current marks the ones that count now.",
+            "current": f"{first}Current approved values of {words} One row per {spec.grain} and combination.",
+            "history": f"{first}Every published value of {words} is_current marks the ones that count now.",
         },
     )

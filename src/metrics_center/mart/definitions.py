@@ -1,7 +1,8 @@
 """Register metric definitions: one row per (metric, version); a changed meaning needs a new version.
 
 A new version's storage and BI relations (:mod:`metrics_center.mart.relations`) are built in the same
-transaction: the relation a reader sees always matches the version in force.
+transaction: the relation a reader sees always matches the version in force. A version registered before gets
+its relations' words brought up to date (:mod:`metrics_center.mart.relation_words`: e.g. it was deprecated).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sqlalchemy as sa
 from metrics_center.definitions.spec import MetricSource
 from metrics_center.errors import MartError
 from metrics_center.mart.engine import locked_transaction
+from metrics_center.mart.relation_words import refresh_words, replacement_name
 from metrics_center.mart.relations import ensure_relations, relation_spec, stored_dimensions
 from metrics_center.mart.tables import metric_definition, metric_input
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
     from metrics_center.definitions.spec import MetricSpec, Teams
 
@@ -64,7 +66,11 @@ def register_definition(
                     f"{spec.key} version {spec.version} is already registered with a different definition "
                     f"— bump `version:` and explain the change in `change_note:`"
                 )
+            refresh_words(conn, spec=spec, teams=teams)
             return "unchanged"
+        signoff = _signoff_needed(conn, spec=spec, definition=definition, newest=newest, teams=teams)
+        if announced:  # demo history, seeded definitions: nobody is asked about a version already in use
+            signoff = "not_required"
         conn.execute(
             sa.update(t).where(t.c.metric_key == spec.key, t.c.valid_to.is_(None)).values(valid_to=now)
         )
@@ -90,6 +96,7 @@ def register_definition(
                 aggregation=spec.aggregation,
                 access=spec.access,
                 readers=list(spec.readers),
+                signoff=signoff,
             )
         )
         inputs = [
@@ -100,8 +107,27 @@ def register_definition(
         if inputs:
             conn.execute(sa.insert(metric_input), inputs)
         stored = stored_dimensions(conn, metric_key=spec.key, current=spec.dimensions)
-        ensure_relations(conn, relation_spec(spec, teams=teams, stored=stored))
+        replacement = replacement_name(conn, spec=spec)
+        ensure_relations(conn, relation_spec(spec, teams=teams, stored=stored, replacement=replacement))
     return "new_version"
+
+
+def _signoff_needed(
+    conn: Connection, *, spec: MetricSpec, definition: dict, newest: int | None, teams: Teams | None
+) -> str:
+    """``pending`` when the department names definition reviewers and this version is the first, breaking
+    (classified against the newest registered one) or the YAML asks for every version; else ``not_required``."""
+    from metrics_center.definitions.changes import compare_documents
+
+    if teams is None or not teams.definition_reviewers(spec.department):
+        return "not_required"
+    if newest is None or spec.definition_signoff == "every_version":
+        return "pending"
+    t = metric_definition
+    previous = conn.execute(
+        sa.select(t.c.definition).where(t.c.metric_key == spec.key, t.c.version == newest)
+    ).scalar()
+    return "pending" if compare_documents(previous, definition).breaking else "not_required"
 
 
 def newest_version(engine: Engine, *, metric_key: str) -> int | None:

@@ -138,10 +138,13 @@ def reader_departments(spec: MetricSpec, teams: Teams | None) -> list[str] | Non
     return sorted(set(departments))
 
 
-def relation_spec(spec: MetricSpec, *, teams: Teams | None, stored: Sequence[str]) -> RelationSpec:
+def relation_spec(
+    spec: MetricSpec, *, teams: Teams | None, stored: Sequence[str], replacement: str | None = None
+) -> RelationSpec:
+    """What to build for ``spec``; ``replacement``: the name of the metric that replaces it, for the comments."""
     from metrics_center.mart.comments import relation_comments
 
-    comments, relation_words = relation_comments(spec)
+    comments, relation_words = relation_comments(spec, replacement=replacement)
     return RelationSpec(
         key=spec.key,
         grain=spec.grain,

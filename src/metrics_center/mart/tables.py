@@ -36,6 +36,10 @@ metric_definition = sa.Table(
     sa.Column("aggregation", sa.String(8)),
     sa.Column("access", sa.String(12)),
     sa.Column("readers", JSON),
+    sa.Column("signoff", sa.String(16)),
+    sa.Column("signed_off_by", sa.String(255)),
+    sa.Column("signed_off_at", TS),
+    sa.Column("signoff_reason", sa.Text),
 )
 
 metric_input = sa.Table(

@@ -18,6 +18,7 @@ from typing import Any
 
 from metrics_center.i18n.translate import _
 from metrics_center.notify.blocks import Message, cut, esc, section
+from metrics_center.notify.lifecycle_messages import marked
 
 APPROVE_ACTION = "metrics_center_approve"
 REJECT_ACTION = "metrics_center_reject"
@@ -101,8 +102,9 @@ def render_update(payloads: list[dict[str, Any]], base_url: str | None, top: int
 
 
 def render_decided(request: Mapping[str, Any], decision: Decision) -> Message:
-    """The same, for the interactions endpoint's immediate update of the clicked message."""
-    return _render([dict(request)], decision=decision.as_payload())
+    """The same, for the interactions endpoint's immediate update of the clicked message (a deprecated or
+    retired metric says so, as every message about it does)."""
+    return marked(_render([dict(request)], decision=decision.as_payload()), request)
 
 
 def decision_line(decision: Mapping[str, Any]) -> str:

@@ -122,6 +122,7 @@ def enqueue_requests(
     now: datetime | None = None,
 ) -> int:
     """One ``approval_request`` per approver, in one transaction; dedupe per (run, stage, try, person)."""
+    from metrics_center.notify.lifecycle_messages import status_fields
     from metrics_center.notify.outbox import enqueue
 
     asked_at = (now or datetime.now(UTC)).astimezone(UTC)
@@ -155,6 +156,7 @@ def enqueue_requests(
         "evidence": evidence,
         "page_url": page_url,
         "actions_url": actions_url,
+        **status_fields(spec),  # a deprecated metric's approvers read "deprecated — use X" in the request
     }
     added = 0
     with engine.begin() as conn:

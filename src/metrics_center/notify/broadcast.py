@@ -1,4 +1,5 @@
-"""Tell everyone who depends on a metric that it changed: a new definition version, or restated history.
+"""Tell everyone who depends on a metric that it changed: a new definition version, restated history, or that it
+is deprecated (once per metric, status and replacement).
 
 Recipients: the owner's department, every subscriber department and the owner of every metric
 downstream of it (a DM when ``_teams.yaml`` knows their Slack id, else their department's channel).
@@ -12,7 +13,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from metrics_center.notify.addresses import Recipient, department_recipient, person_recipient
-from metrics_center.notify.outbox import Kind, enqueue
+from metrics_center.notify.lifecycle_messages import DEPRECATED_KIND, status_fields
+from metrics_center.notify.outbox import Kind, already_enqueued, enqueue
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -108,6 +110,7 @@ def history_changed(
         "approved_by": approved_by,
         "explicit": explicit,
         "additive": spec.aggregation == "sum",
+        **status_fields(spec),
         "periods": [
             {
                 "period": c.period.isoformat(),
@@ -126,6 +129,53 @@ def history_changed(
         recipients=change_recipients(spec=spec, teams=teams, downstream=downstream),
         payload=payload,
         dedupe=f"history_changed:{spec.key}:publication:{publication_id}",
+        metric_key=spec.key,
+        run_id=run_id,
+    )
+
+
+def deprecation_key(spec: MetricSpec) -> str:
+    """The notice's group (and dedupe prefix): the metric, its status and its replacement — told once each."""
+    return f"{DEPRECATED_KIND}:{spec.key}:{spec.status}:{spec.replaced_by or '-'}"
+
+
+def deprecation_told(conn: Connection, *, spec: MetricSpec) -> bool:
+    """Whether ``spec``'s deprecation (with this replacement) was written to the outbox already.
+
+    The owner's department is told first, always: its row stands for the whole notice (an indexed lookup).
+    """
+    return already_enqueued(conn, dedupe_key=f"{deprecation_key(spec)}:{spec.department}")
+
+
+def metric_deprecated(
+    conn: Connection,
+    *,
+    spec: MetricSpec,
+    teams: Teams | None,
+    downstream: list[MetricSpec],
+    replacement_name: str | None,
+    run_id: str | None,
+) -> int:
+    """Tell the owner's department, the subscribers and the owners of every metric built on ``spec`` that it is
+    deprecated and what to read instead (in the caller's transaction); how many recipients were told now."""
+    owner = teams.people.get(spec.owner) if teams else None
+    payload = {
+        "metric_key": spec.key,
+        "metric_name": spec.name,
+        "dag_id": spec.key,
+        "status": spec.status,
+        "replaced_by": spec.replaced_by,
+        "replaced_by_name": replacement_name,
+        "owner": spec.owner,
+        "owner_name": owner.name if owner else spec.owner,
+        "downstream": [s.key for s in downstream],
+    }
+    return enqueue_for_all(
+        conn,
+        kind=DEPRECATED_KIND,
+        recipients=change_recipients(spec=spec, teams=teams, downstream=downstream),
+        payload=payload,
+        dedupe=deprecation_key(spec),
         metric_key=spec.key,
         run_id=run_id,
     )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from metrics_center.mart.tables import notification
-from metrics_center.notify.addresses import Recipient, metric_department_recipient
+from metrics_center.notify.addresses import CHAT_CHANNELS, EMAIL, Recipient, metric_department_recipient
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -27,12 +27,31 @@ Kind = Literal[
     "approval_update",
     "definition_change",
     "history_changed",
+    "metric_deprecated",
 ]
 
 
 def department_recipient(spec: MetricSpec, teams: Teams | None) -> Recipient:
     """The metric's department (its group chats), from ``_teams.yaml``."""
     return metric_department_recipient(spec, teams)
+
+
+def channel_key(dedupe_key: str, channel: str) -> str:
+    """The stored ``dedupe_key`` of a notification's row for ``channel``.
+
+    Slack keeps the key it always had, so rows written before other channels existed still dedupe.
+    """
+    key = dedupe_key if channel == "slack" else f"{dedupe_key[:240]}|{channel}"
+    return key[:255]
+
+
+def already_enqueued(conn: Connection, *, dedupe_key: str) -> bool:
+    """Whether a notification was written under ``dedupe_key``, for any channel (one indexed lookup)."""
+    import sqlalchemy as sa
+
+    keys = [channel_key(dedupe_key, channel) for channel in (*CHAT_CHANNELS, EMAIL)]
+    found = conn.execute(sa.select(notification.c.id).where(notification.c.dedupe_key.in_(keys)).limit(1))
+    return found.first() is not None
 
 
 def enqueue(
@@ -60,13 +79,11 @@ def enqueue(
     targets: dict[str, str | None] = {**recipient.for_kind(kind)} or {"slack": None}
     added = False
     for channel, address in targets.items():
-        # Slack keeps the key it always had, so rows written before other channels existed still dedupe.
-        key = dedupe_key if channel == "slack" else f"{dedupe_key[:240]}|{channel}"
         result = conn.execute(
             insert(notification)
             .values(
                 kind=kind,
-                dedupe_key=key[:255],
+                dedupe_key=channel_key(dedupe_key, channel),
                 metric_key=metric_key,
                 run_id=run_id,
                 recipient=recipient.name,

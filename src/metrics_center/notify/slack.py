@@ -1,7 +1,9 @@
 """Slack rendering: the notifications of one group (same ``group_key`` and address) → one Block Kit message.
 
 Each kind has its renderer — alerts (:mod:`~metrics_center.notify.alert_messages`), approvals
-(:mod:`~metrics_center.notify.approval_messages`), changes (:mod:`~metrics_center.notify.change_messages`).
+(:mod:`~metrics_center.notify.approval_messages`), changes (:mod:`~metrics_center.notify.change_messages`), a
+metric's deprecation (:mod:`~metrics_center.notify.lifecycle_messages`, which also marks every other message about
+a deprecated or retired metric).
 Every message carries a plain-text ``text`` fallback (notifications, screen readers). A kind nobody
 renders, or a payload a renderer cannot read, is shown generically: rendering never raises.
 """
@@ -21,6 +23,7 @@ from metrics_center.notify.alert_messages import (
 from metrics_center.notify.approval_messages import render_request, render_update
 from metrics_center.notify.blocks import TOP, Item, Message, as_dict, bounded
 from metrics_center.notify.change_messages import render_definition_change, render_history_changed
+from metrics_center.notify.lifecycle_messages import DEPRECATED_KIND, marked, render_metric_deprecated
 
 
 def render_group(
@@ -44,7 +47,10 @@ def _render_group(items: Sequence[Item], *, base_url: str | None, top: int) -> M
         try:
             if renderer is None:
                 raise KeyError(kind)
-            parts.append(renderer([as_dict(i.payload) for i in group], base_url, top))
+            payloads = [as_dict(i.payload) for i in group]
+            # Every message about a deprecated or retired metric says so (the deprecation notice is about it).
+            part = renderer(payloads, base_url, top)
+            parts.append(part if kind == DEPRECATED_KIND else marked(part, payloads[0]))
         except Exception:  # an unreadable payload still reaches people, shown as stored
             parts.append(render_generic(kind, [i.payload for i in group], base_url, top))
     if len(parts) == 1:
@@ -68,4 +74,6 @@ _RENDERERS: dict[str, Callable[[list[dict[str, Any]], str | None, int], Message]
     # A new definition version (once per version) and published values replaced (restatement).
     "definition_change": render_definition_change,
     "history_changed": render_history_changed,
+    # A metric deprecated (once per metric, status and replacement).
+    DEPRECATED_KIND: render_metric_deprecated,
 }

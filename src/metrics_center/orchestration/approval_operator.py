@@ -195,6 +195,7 @@ class MetricApprovalOperator(ApprovalOperator):
                 for a in run_anomalies(engine, metric_key=self.spec.key, run_id=context["run_id"])
             ],
             reject_only=self._reject_only(),
+            signoff_waiting=self._signoff_waiting(engine, version=run.definition_version),
             earlier_approvals=earlier_stages(
                 engine, spec=self.spec, run_id=context["run_id"], before=self.stage
             ),
@@ -205,6 +206,21 @@ class MetricApprovalOperator(ApprovalOperator):
             else None,
             impact=impact,
         )
+
+    def _signoff_waiting(self, engine: Engine, *, version: int) -> list[str]:
+        """The definition reviewers whose sign-off this run's version still waits for (none: it does not wait)."""
+        from metrics_center.approvals.definition_signoff import signoff_state
+
+        if (
+            signoff_state(engine, metric_key=self.spec.key, version=version).status != "pending"
+            or not self.teams
+        ):
+            return []
+        people = self.teams.people
+        return [
+            people[p].name if p in people else p
+            for p in self.teams.definition_reviewers(self.spec.department)
+        ]
 
     def _reject_only(self) -> list[str]:
         """Assignees whose Approve the sign-off rules refuse whatever the other stages did: the owner alone."""

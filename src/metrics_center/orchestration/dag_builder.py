@@ -3,6 +3,11 @@
 Runs at DAG-parse time in several processes, so it does no DB or network I/O and imports nothing
 heavy. With Airflow's parsing context naming one DAG (a worker running one task), only that metric's
 file is read.
+
+A retired metric (``status: retired``) keeps its DAG — its runs' history stays in Airflow — with no schedule,
+paused when Airflow first sees it (``is_paused_upon_creation`` applies only to a DAG new to Airflow: one that
+existed before is paused with ``airflow dags pause <key>``), and tasks that refuse to compute. A deprecated or
+retired DAG is tagged ``deprecated`` / ``retired`` and its description starts with the status and the replacement.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from metrics_center.definitions.catalog_cache import cached_catalog
 from metrics_center.definitions.lineage import asset_uri, metric_inputs
 from metrics_center.definitions.loader import TEAMS_FILE, load_catalog, metric_files
 from metrics_center.definitions.meaning import effective_timezone, render_doc
+from metrics_center.definitions.retirement import is_retired
 from metrics_center.definitions.spec import IDENTIFIER, MetricSpec, Teams
 from metrics_center.errors import SpecProblem
 from metrics_center.orchestration.pools import pool_for, priority_weight
@@ -54,8 +60,10 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
     )
 
     timezone = effective_timezone(spec)
-    schedule: Any = None
-    if spec.on_inputs:
+    schedule: Any = None  # manual runs only; a retired metric: no new runs (a trigger's tasks refuse)
+    if is_retired(spec):
+        schedule = None
+    elif spec.on_inputs:
         # Airflow's data-aware scheduling: a run whenever any input publishes; its run computes the
         # periods named in the events that every input has published (see run_periods).
         schedule = AssetAny(
@@ -65,13 +73,18 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         schedule = CronTriggerTimetable(spec.schedule, timezone=timezone)
     with DAG(
         dag_id=spec.key,
-        description=f"{spec.name} — {spec.description}"[:250],
+        description=dag_description(spec),
         schedule=schedule,
         start_date=START_DATE,
         catchup=False,
         # No max_active_runs=1: a run waiting a day for approval must not queue every other period.
         # Two runs of the *same* period are refused by register_definition instead.
-        tags=sorted({spec.department, f"owner:{spec.owner}", "metric", *spec.tags}),
+        tags=sorted(
+            {spec.department, f"owner:{spec.owner}", "metric", *spec.tags}
+            | ({spec.status} if spec.status != "active" else set())
+        ),
+        # None: Airflow's default for a new DAG (dags_are_paused_at_creation); a retired one starts paused.
+        is_paused_upon_creation=True if is_retired(spec) else None,
         owner_links={},
         doc_md=render_doc(spec, path=path),
         default_args={"owner": spec.owner, "retries": 0, "priority_weight": priority_weight(spec)},
@@ -79,7 +92,7 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         # built and serialised — one typed field made 1,000 metric DAGs 2.3x slower to parse. A restatement
         # is asked for in the trigger's configuration JSON instead (see README, Restatement).
     ) as dag:
-        register = RegisterDefinitionOperator(task_id=REGISTER_TASK_ID, spec=spec)
+        register = RegisterDefinitionOperator(task_id=REGISTER_TASK_ID, spec=spec, teams=teams)
         preview = ImpactPreviewOperator(task_id=IMPACT_PREVIEW_TASK_ID, spec=spec, teams=teams)
         extracts = [
             ExtractOperator(
@@ -107,6 +120,14 @@ def build_metric_dag(spec: MetricSpec, *, path: Path | None = None, teams: Teams
         for upstream, downstream in pairwise([quality, *approvals, publish]):
             upstream >> downstream
     return dag
+
+
+def dag_description(spec: MetricSpec) -> str:
+    """What Airflow's DAG list says of the metric: ``[deprecated → net_gmv_daily] GMV — …`` when not active."""
+    status = ""
+    if spec.status != "active":
+        status = f"[{spec.status}{f' → {spec.replaced_by}' if spec.replaced_by else ''}] "
+    return f"{status}{spec.name} — {spec.description}"[:250]
 
 
 def placeholder_dag_id(path: Path) -> str:

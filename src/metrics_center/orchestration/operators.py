@@ -1,4 +1,8 @@
-"""The operators a metric DAG is made of. Thin: each delegates to a task module imported at run time."""
+"""The operators a metric DAG is made of. Thin: each delegates to a task module imported at run time.
+
+Every task of a retired metric refuses to run (:func:`metrics_center.definitions.retirement.retired_refusal`):
+a manual trigger, or a run that was in flight when the metric was retired, computes and publishes nothing.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +43,13 @@ class _MetricTask(BaseOperator):
         self.source_name = source_name
 
     def pre_execute(self, context: Context) -> None:
+        from metrics_center.definitions.retirement import retired_refusal
         from metrics_center.observability import task_timing
 
+        if refusal := retired_refusal(self.spec):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(refusal)  # no retry would change the answer
         task_timing.begin()  # a no-op unless METRICS_CENTER_TASK_TIMING is set (the throughput benchmark)
         super().pre_execute(context)
 
@@ -260,10 +269,23 @@ class PublishOperator(_MetricTask):
 
     @task_logs.with_task_log_context
     def execute(self, context: Context) -> dict[str, Any]:
+        from datetime import UTC, datetime, timedelta
+
+        from airflow.sdk.exceptions import AirflowRescheduleException
+
+        from metrics_center import settings
+        from metrics_center.errors import SignoffPending
         from metrics_center.mart.engine import get_engine
         from metrics_center.tasks.publish_run import publish_run
 
-        run, result = publish_run(get_engine(), spec=self.spec, teams=self.teams, context=context)
+        try:
+            run, result = publish_run(get_engine(), spec=self.spec, teams=self.teams, context=context)
+        except SignoffPending as exc:
+            # Waits without a worker slot, like a sensor in reschedule mode, until a reviewer decides.
+            self.log.info("%s; looking again in %.0f s", exc, settings.signoff_poll_seconds())
+            raise AirflowRescheduleException(
+                datetime.now(UTC) + timedelta(seconds=settings.signoff_poll_seconds())
+            ) from exc
         periods = [p.isoformat() for p in result.periods]
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {

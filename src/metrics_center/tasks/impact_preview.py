@@ -13,7 +13,8 @@ already (every run but a new version's first). For a new version it:
    the owner's department, every subscriber and the owners of every metric built on it. A metric's
    first version changes nobody's numbers: it is claimed without a broadcast.
 
-The preview is shown to the first approver of the version's first run (see the approval evidence).
+The preview is shown to the first approver of the version's first run (see the approval evidence). A deprecated
+metric's notice (:mod:`metrics_center.tasks.deprecation_notice`) is written here too, once.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def run_impact_preview(
     from metrics_center.definitions.changes import compare_documents, truncate_diff, unified_diff
     from metrics_center.errors import MetricsCenterError
     from metrics_center.mart.runs import get_run
+    from metrics_center.tasks.deprecation_notice import announce_deprecation
     from metrics_center.tasks.runtime import staging_dir
 
     run = get_run(engine, metric_key=spec.key, run_id=context["run_id"])
@@ -154,9 +156,11 @@ def run_impact_preview(
         raise MetricsCenterError(
             f"run {context['run_id']} of {spec.key} was never registered; clear the whole run"
         )
+    told = announce_deprecation(engine, spec=spec, teams=teams, run_id=run.run_id)
+    deprecation = {} if told is None else {"deprecation_notifications": told}
     current, previous = stored_versions(engine, key=spec.key, version=run.definition_version)
     if current is None or current.announced_at is not None:
-        return {"version": run.definition_version, "announced": "before"}
+        return {"version": run.definition_version, "announced": "before", **deprecation}
     change = compare_documents(previous.definition if previous is not None else None, current.definition)
     summary: dict[str, Any] | None = None
     error = None
@@ -211,6 +215,7 @@ def run_impact_preview(
         "preview": summary["headline"] if summary else error,
         "announced": "now" if announced is not None else "by another run",
         "notifications": announced or 0,
+        **deprecation,
     }
 
 
@@ -237,6 +242,7 @@ def announce(
     """Claim the version's announcement and write it; None when another run claimed it first."""
     from metrics_center.mart.engine import locked_now, locked_transaction
     from metrics_center.notify.broadcast import change_recipients, downstream_of, enqueue_for_all
+    from metrics_center.notify.lifecycle_messages import status_fields
 
     downstream = downstream_of(spec)
     # A metric's first version is not a change to anyone's numbers: it is claimed, not broadcast (a new
@@ -274,6 +280,7 @@ def announce(
         "preview": preview,
         "relation": spec.key,
         "columns": columns,
+        **status_fields(spec),
     }
     t = metric_definition
     with locked_transaction(engine, key=spec.key) as conn:

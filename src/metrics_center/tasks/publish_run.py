@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from metrics_center.approvals.rules import approved_by_text, verify_approved
 from metrics_center.definitions.meaning import load_definition
-from metrics_center.errors import MetricsCenterError, PublishRefused
+from metrics_center.errors import MetricsCenterError, PublishRefused, SignoffPending
 from metrics_center.mart.definitions import newest_version
 from metrics_center.mart.publish import PublishResult, publish_values
 from metrics_center.mart.runs import RunRecord, finish_run, get_run
@@ -36,6 +36,7 @@ def publish_run(
         raise MetricsCenterError(
             f"run {run_id} of {spec.key} has no registered, computed result; nothing published — clear the whole run"
         )
+    wait_for_signoff(engine, spec=spec, run=run, teams=teams)
     try:
         refuse_stale(engine, spec=spec, run=run)
         answers = verify_approved(engine, spec=spec, run=run, teams=teams)
@@ -88,6 +89,28 @@ def publish_run(
     )
     stats.published(metric_key=spec.key, rows=result.rows, already_published=result.already_published)
     return run, result
+
+
+def wait_for_signoff(engine: Engine, *, spec: MetricSpec, run: RunRecord, teams: Teams | None) -> None:
+    """Values computed under a version that waits for its definition's sign-off are not published yet
+    (:class:`SignoffPending`: the task waits); under a rejected version, never (refused)."""
+    from metrics_center.approvals.definition_signoff import signoff_state, stage_name
+
+    state = signoff_state(engine, metric_key=spec.key, version=run.definition_version)
+    if state.status == "pending":
+        reviewers = ", ".join(teams.definition_reviewers(spec.department)) if teams else "its reviewers"
+        raise SignoffPending(
+            f"{spec.key} {stage_name(run.definition_version)} waits for its sign-off by {reviewers} "
+            "(Metrics Center → My approvals); nothing is published until one of them approves it"
+        )
+    if state.status == "rejected":
+        exc = PublishRefused(
+            f"{spec.key} {stage_name(run.definition_version)} was rejected by {state.by}: {state.reason} — nothing "
+            "computed under it is published; fix the definition and bump its version"
+        )
+        finish_run(engine, metric_key=spec.key, run_id=run.run_id, state="refused", detail=str(exc))
+        stats.publish_refused(metric_key=spec.key, error=exc)
+        raise exc
 
 
 def refuse_stale(engine: Engine, *, spec: MetricSpec, run: RunRecord) -> None:

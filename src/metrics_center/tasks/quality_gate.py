@@ -18,6 +18,7 @@ from metrics_center.errors import MetricsCenterError
 from metrics_center.mart.audit import record_quality_results
 from metrics_center.mart.engine import locked_transaction
 from metrics_center.mart.runs import RunRecord, get_run
+from metrics_center.notify.lifecycle_messages import status_fields
 from metrics_center.notify.outbox import department_recipient, enqueue
 from metrics_center.observability import stats
 from metrics_center.tasks.computation import for_context
@@ -132,6 +133,7 @@ def _notify(
         "period": run.period_start.isoformat(),
         "run_id": run.run_id,
         "dag_id": spec.key,
+        **status_fields(spec),  # alerts about a deprecated metric say so, and what replaces it
     }
     for row in anomalies:
         period = row["period_start"].isoformat()

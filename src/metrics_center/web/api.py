@@ -16,7 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from metrics_center.web import approvals_view, dictionary, queries
+from metrics_center.web import approvals_view, definition_view, dictionary, queries
 from metrics_center.web.auth import ContextDep, allowed, readable, require_metric, require_same_origin
 from metrics_center.web.pages import AUDIT_PAGE_SIZE, audit_keys
 
@@ -28,6 +28,7 @@ OUTCOME_STATUS = {
     "refused": 403,
     "already_answered": 409,
     "not_waiting": 409,
+    "already_decided": 409,
     "unknown": 404,
 }
 
@@ -61,7 +62,46 @@ def my_approvals(
             "per_page": found.per_page,
             "by_metric": found.by_metric,
             "approvals": [c.as_json() for c in found.cards],
+            "definitions": [
+                d.as_json()
+                for d in definition_view.definition_cards(
+                    viewer=ctx.viewer, catalog=ctx.catalog, engine=ctx.engine
+                )
+            ],
         }
+    )
+
+
+class SignoffBody(BaseModel):
+    """``{"option": "Approve" | "Reject", "reason": "..."}`` for a proposed definition version."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    option: Literal["Approve", "Reject"]
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+@router.post(
+    "/definitions/{dag_id}/{version}",
+    dependencies=[
+        Depends(requires_access_dag(method="PUT", access_entity=DagAccessEntity.HITL_DETAIL)),
+        Depends(require_same_origin),
+    ],
+)
+def sign_off_definition(ctx: ContextDep, dag_id: str, version: int, body: SignoffBody) -> JSONResponse:
+    """Sign off (or reject) a proposed definition version as the logged-in reviewer."""
+    outcome = definition_view.answer_definition(
+        engine=ctx.engine,
+        catalog=ctx.catalog,
+        viewer=ctx.viewer,
+        metric_key=dag_id,
+        version=version,
+        option=body.option,
+        reason=body.reason or "",
+    )
+    return JSONResponse(
+        {"status": outcome.status, "message": str(outcome.message)},
+        status_code=OUTCOME_STATUS[outcome.status],
     )
 
 
@@ -94,10 +134,15 @@ def answer(ctx: ContextDep, dag_id: str, run_id: str, task_id: str, body: Answer
 
 @router.get("/metrics")
 def metrics(
-    ctx: ContextDep, q: str = "", department: str = "", owner: str = "", tag: str = ""
+    ctx: ContextDep,
+    q: str = "",
+    department: str = "",
+    owner: str = "",
+    tag: str = "",
+    status: Literal["", "active", "deprecated", "retired"] = "",
 ) -> dict[str, Any]:
-    """The dictionary: metrics the user may read, matching the search."""
-    search = dictionary.Search(q=q.strip(), department=department, owner=owner, tag=tag)
+    """The dictionary: metrics the user may read, matching the search (``status``: only those in it)."""
+    search = dictionary.Search(q=q.strip(), department=department, owner=owner, tag=tag, status=status)
     keys = readable(ctx.viewer, ctx.catalog, allowed(ctx.viewer.user, ctx.catalog.metrics))
     return {"metrics": dictionary.entries(ctx.catalog, ctx.engine, keys, search)}
 

@@ -1,7 +1,12 @@
-"""The metric dictionary (指标字典): every metric's meaning, people, sources, versions and values."""
+"""The metric dictionary (指标字典): every metric's meaning, people, sources, versions and values.
+
+A deprecated or retired metric is listed with its status and what replaces it; a retired one's published history
+stays readable on its page (values, charts, publications, the CSV download) like any other's.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,18 +22,24 @@ if TYPE_CHECKING:
     from metrics_center.definitions.spec import MetricSpec, Teams
 
 HISTORY_PERIODS = 90
+#: A metric's statuses, in the order the search form offers them.
+STATUSES = ("active", "deprecated", "retired")
 
 
 @dataclass(frozen=True)
 class Search:
-    """Free text over name, key, description, department, owner and tags; exact filters beside it."""
+    """Free text over name, key, description, department, owner, tags and a status other than active; exact
+    filters beside it (``status``: active, deprecated or retired)."""
 
     q: str = ""
     department: str = ""
     owner: str = ""
     tag: str = ""
+    status: str = ""
 
     def matches(self, entry: dict[str, Any]) -> bool:
+        if self.status and entry["status"] != self.status:
+            return False
         if self.department and entry["department"]["key"] != self.department:
             return False
         if self.owner and entry["owner"]["key"] != self.owner:
@@ -44,6 +55,7 @@ class Search:
                 *entry["department"].values(),
                 *entry["owner"].values(),
                 *entry["tags"],
+                entry["status"] if entry["status"] != "active" else "",
             ]
         ).casefold()
         return all(word in haystack for word in words)
@@ -60,9 +72,15 @@ def _department(teams: Teams | None, key: str) -> dict[str, str]:
 
 
 def entry(
-    spec: MetricSpec, teams: Teams | None, registered: dict[str, Any] | None, latest: date | None = None
+    spec: MetricSpec,
+    teams: Teams | None,
+    registered: dict[str, Any] | None,
+    latest: date | None = None,
+    *,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A dictionary line: who owns what, which version the mart knows, the newest published period."""
+    """A dictionary line: who owns what, which version the mart knows, the newest published period, its status
+    and what replaces it (``names``: metric names by key, for the replacement's)."""
     return {
         "key": spec.key,
         "name": spec.name,
@@ -75,27 +93,38 @@ def entry(
         "registered_version": registered["version"] if registered else None,
         "tags": list(spec.tags),
         "latest_period": latest,
+        "status": spec.status,
+        "replaced_by": (
+            {"key": spec.replaced_by, "name": (names or {}).get(spec.replaced_by, spec.replaced_by)}
+            if spec.replaced_by
+            else None
+        ),
     }
 
 
 def entries(catalog: Catalog, engine: Engine, keys: list[str], search: Search) -> list[dict[str, Any]]:
     """The metrics ``keys`` (those the user may read) that match ``search``, by name."""
-    known, latest = queries.registered(engine), queries.latest_periods(engine)
+    known, latest, names = queries.registered(engine), queries.latest_periods(engine), _names(catalog)
     found = [
-        entry(catalog.metrics[k].spec, catalog.teams, known.get(k), latest.get(k))
+        entry(catalog.metrics[k].spec, catalog.teams, known.get(k), latest.get(k), names=names)
         for k in keys
         if k in catalog.metrics
     ]
     return sorted((e for e in found if search.matches(e)), key=lambda e: e["name"].casefold())
 
 
+def _names(catalog: Catalog) -> dict[str, str]:
+    return {key: loaded.spec.name for key, loaded in catalog.metrics.items()}
+
+
 def filter_choices(catalog: Catalog) -> dict[str, list[dict[str, str]] | list[str]]:
-    """Departments, owners and tags that occur in the catalog (for the search form)."""
+    """Departments, owners, tags and statuses that occur in the catalog (for the search form)."""
     specs = [m.spec for m in catalog.metrics.values()]
     return {
         "departments": [_department(catalog.teams, d) for d in sorted({s.department for s in specs})],
         "owners": [_person(catalog.teams, o) for o in sorted({s.owner for s in specs})],
         "tags": sorted({t for s in specs for t in s.tags}),
+        "statuses": [status for status in STATUSES if any(s.status == status for s in specs)],
     }
 
 
@@ -111,6 +140,7 @@ def detail(catalog: Catalog, engine: Engine, spec: MetricSpec) -> dict[str, Any]
             teams,
             queries.registered(engine).get(spec.key),
             queries.latest_periods(engine).get(spec.key),
+            names=_names(catalog),
         ),
         "formula": spec.formula,
         "timezone": effective_timezone(spec),

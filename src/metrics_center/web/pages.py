@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from metrics_center.i18n.translate import using
-from metrics_center.web import approvals_view, dictionary, queries
+from metrics_center.web import approvals_view, definition_view, dictionary, queries
 from metrics_center.web.auth import ContextDep, allowed, readable, require_metric, require_same_origin
 from metrics_center.web.render import STATIC_DIR, render_page
 
@@ -65,6 +65,9 @@ def my_approvals(request: Request, ctx: ContextDep, page: Annotated[int, Query(g
         section="approvals",
         cards=found.cards,
         found=found,
+        definitions=definition_view.definition_cards(
+            viewer=ctx.viewer, catalog=ctx.catalog, engine=ctx.engine
+        ),
         flash=_read_flash(request),
         waited=approvals_view.waited,
     )
@@ -112,6 +115,42 @@ def answer_form(
     return response
 
 
+@router.post(
+    "/definitions/{dag_id}/{version}",
+    dependencies=[
+        Depends(requires_access_dag(method="PUT", access_entity=DagAccessEntity.HITL_DETAIL)),
+        Depends(require_same_origin),
+    ],
+)
+def sign_off_form(
+    ctx: ContextDep,
+    dag_id: str,
+    version: int,
+    action: Annotated[str, Form()],
+    reason: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """A definition reviewer's Approve / Reject of a proposed version (post/redirect/get, like stages)."""
+    if action not in ("approve", "reject"):
+        raise HTTPException(status_code=422, detail=f"Unknown action {action!r}")
+    outcome = definition_view.answer_definition(
+        engine=ctx.engine,
+        catalog=ctx.catalog,
+        viewer=ctx.viewer,
+        metric_key=dag_id,
+        version=version,
+        option="Approve" if action == "approve" else "Reject",
+        reason=reason,
+    )
+    with using(ctx.viewer.locale):
+        message = outcome.message.shown()
+    response = RedirectResponse(f"{ctx.base}/", status_code=303)
+    flash = json.dumps({"status": outcome.status, "message": message})
+    response.set_cookie(
+        FLASH_COOKIE, quote(flash), max_age=120, path=ctx.base or "/", httponly=True, samesite="lax"
+    )
+    return response
+
+
 def _read_flash(request: Request) -> dict[str, str] | None:
     from urllib.parse import unquote
 
@@ -125,9 +164,14 @@ def _read_flash(request: Request) -> dict[str, str] | None:
 
 @router.get("/metrics", response_class=HTMLResponse)
 def metric_dictionary(
-    ctx: ContextDep, q: str = "", department: str = "", owner: str = "", tag: str = ""
+    ctx: ContextDep,
+    q: str = "",
+    department: str = "",
+    owner: str = "",
+    tag: str = "",
+    status: Literal["", "active", "deprecated", "retired"] = "",
 ) -> HTMLResponse:
-    search = dictionary.Search(q=q.strip(), department=department, owner=owner, tag=tag)
+    search = dictionary.Search(q=q.strip(), department=department, owner=owner, tag=tag, status=status)
     keys = readable(ctx.viewer, ctx.catalog, allowed(ctx.viewer.user, ctx.catalog.metrics))
     found = dictionary.entries(ctx.catalog, ctx.engine, keys, search)
     choices = dictionary.filter_choices(ctx.catalog)

@@ -72,6 +72,11 @@ _DECISIONS: dict[str, Deferred] = {
     "rejected_on_timeout": N_("rejected on timeout"),
 }
 _GRAINS: dict[str, Deferred] = {"day": N_("day"), "week": N_("week"), "month": N_("month")}
+_STATUSES: dict[str, Deferred] = {
+    "active": N_("active"),
+    "deprecated": N_("deprecated"),
+    "retired": N_("retired"),
+}
 
 
 def decision_label(decision: str) -> str:
@@ -82,6 +87,12 @@ def decision_label(decision: str) -> str:
 def grain_label(grain: str) -> str:
     known = _GRAINS.get(grain)
     return known.shown() if known else grain
+
+
+def status_label(status: str) -> str:
+    """A metric's status (active, deprecated, retired) in the reader's language."""
+    known = _STATUSES.get(status)
+    return known.shown() if known else status
 
 
 @cache
@@ -102,7 +113,14 @@ def templates() -> Environment:
     env.filters["when"] = fmt_when
     env.filters["markdown"] = lambda text: Markup(markdown_html(text))
     # Called while rendering, so the locale is whatever `using(...)` chose around `render_page`.
-    env.globals.update(_=_, n_=n_, shown=shown, decision_label=decision_label, grain_label=grain_label)
+    env.globals.update(
+        _=_,
+        n_=n_,
+        shown=shown,
+        decision_label=decision_label,
+        grain_label=grain_label,
+        status_label=status_label,
+    )
     return env
 
 
