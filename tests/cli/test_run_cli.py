@@ -142,3 +142,14 @@ def test_a_metric_built_on_metrics_needs_a_mart_and_says_so(demo_data, capsys, t
     err = capsys.readouterr().err
     assert "reads published metrics (gmv, refunds)" in err and "--url" in err
     assert not (tmp_path / "none.db").exists()  # looking for the mart created none
+
+
+def test_a_retired_metric_is_not_computed(demo_data, tmp_path, capsys, monkeypatch):
+    include = tmp_path / "include"
+    shutil.copytree(REPO / "include", include)
+    path = include / "metrics" / "gmv_daily.yaml"
+    path.write_text(path.read_text() + "status: retired\n")
+    monkeypatch.delenv("METRICS_CENTER_HOME", raising=False)
+    assert main(["run", "gmv_daily", "--period", DAY, "--home", str(include)]) == 2
+    err = capsys.readouterr().err
+    assert "gmv_daily is retired (status: retired in gmv_daily.yaml)" in err and "Traceback" not in err

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.from_console = argv is None  # a process of its own (not main([...]) inside another program)
     try:
         return args.func(args)
     except Exception as exc:

@@ -21,6 +21,8 @@ from metrics_center.definitions.spec import MetricSource, SqlSource
 from metrics_center.errors import MetricsCenterError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import pyarrow as pa
     from sqlalchemy import Engine
 
@@ -94,11 +96,18 @@ def _aligned(spec: MetricSpec, text: str, *, what: str) -> Period:
 
 
 def compute_locally(
-    *, spec: MetricSpec, periods: list[Period], engine: Engine | None, no_mart: str | None = None
+    *,
+    spec: MetricSpec,
+    periods: list[Period],
+    engine: Engine | None,
+    no_mart: str | None = None,
+    expectations: Executor | None = None,
 ) -> LocalRun:
     """Extract, transform, check and score ``spec`` over ``periods``; evidence as an approver reads it.
 
     ``engine``: the mart, only read (None: no history, no comparison — ``no_mart`` says why).
+    ``expectations``: a worker process the Great Expectations rules run in (same function, same results),
+    warmed up by :func:`warm_expectations` while the sources are extracted; None: in this process.
     """
     from airflow.sdk import ObjectStoragePath
 
@@ -128,7 +137,7 @@ def compute_locally(
                     f"({summary['origin']}): is the period right, and is the data there yet?"
                 )
         table = transform_table(computation)
-        quality = _quality(spec, table, computation)
+        quality = _quality(spec, table, computation, expectations)
     anomalies = _anomalies(spec, table, engine)
     if spec.anomaly and spec.anomaly.block and anomalies:
         quality.append(
@@ -188,14 +197,33 @@ def _is_missing_connection(exc: BaseException) -> bool:
     return False
 
 
-def _quality(spec: MetricSpec, table: pa.Table, computation: Any) -> list[dict[str, Any]]:
+def warm_expectations() -> None:
+    """Import what the quality rules need (in a worker, while the caller extracts)."""
+    from metrics_center.checks.expectations import run_expectations
+
+    run_expectations(frame=_empty_frame(), rules=[], suite_name="warm-up")
+    import great_expectations  # noqa: F401 - the import is the point
+
+
+def _empty_frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _quality(
+    spec: MetricSpec, table: pa.Table, computation: Any, expectations: Executor | None
+) -> list[dict[str, Any]]:
     from metrics_center.checks.expectations import run_expectations
     from metrics_center.tasks.reconciliation import run_reconciliations
 
-    results = [
-        {**r, "severity": "block"}
-        for r in run_expectations(frame=table.to_pandas(), rules=list(spec.quality), suite_name=spec.key)
-    ]
+    arguments = {"frame": table.to_pandas(), "rules": list(spec.quality), "suite_name": spec.key}
+    found = (
+        expectations.submit(run_expectations, **arguments).result()
+        if expectations is not None and spec.quality
+        else run_expectations(**arguments)
+    )
+    results = [{**r, "severity": "block"} for r in found]
     return results + run_reconciliations(spec=spec, result=table, computation=computation)
 
 
