@@ -182,6 +182,22 @@ GROUPS: dict[str, list[Item]] = {
             },
         )
     ],
+    "a definition to sign off": [
+        Item(
+            "definition_signoff",
+            {
+                "metric_key": "gmv_daily",
+                "metric_name": "GMV",
+                "dag_id": "gmv_daily",
+                "version": 2,
+                "first": False,
+                "change_note": "Marketplace fees count as GMV.",
+                "owner": "alice",
+                "owner_name": "Alice Wang",
+                "reviewers": ["Frank Zhou"],
+            },
+        )
+    ],
     "non-breaking change whose preview failed": [
         Item(
             "definition_change",

@@ -101,6 +101,14 @@ def test_publish_waits_for_the_definition_signoff_then_publishes(mart, demo_data
         seen["frank"] == "Signed off definition v1 of gmv_daily: values computed under it may be published."
     )
     assert _values(mart) == 12
+    # The reviewers were asked in their chats once (the owner alice, a reviewer too, is not asked).
+    with mart.connect() as conn:
+        asked = conn.execute(
+            sa.text(
+                "SELECT recipient, channel FROM notification WHERE kind = 'definition_signoff' ORDER BY 1, 2"
+            )
+        ).all()
+    assert [tuple(a) for a in asked] == [("frank", "slack")]
     with mart.connect() as conn:
         audit = conn.execute(
             sa.select(approval_event.c.stage, approval_event.c.decision, approval_event.c.decided_by)

@@ -28,6 +28,7 @@ Kind = Literal[
     "definition_change",
     "history_changed",
     "metric_deprecated",
+    "definition_signoff",
 ]
 
 

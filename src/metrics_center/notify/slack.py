@@ -24,6 +24,7 @@ from metrics_center.notify.approval_messages import render_request, render_updat
 from metrics_center.notify.blocks import TOP, Item, Message, as_dict, bounded
 from metrics_center.notify.change_messages import render_definition_change, render_history_changed
 from metrics_center.notify.lifecycle_messages import DEPRECATED_KIND, marked, render_metric_deprecated
+from metrics_center.notify.signoff_messages import SIGNOFF_KIND, render_definition_signoff
 
 
 def render_group(
@@ -76,4 +77,6 @@ _RENDERERS: dict[str, Callable[[list[dict[str, Any]], str | None, int], Message]
     "history_changed": render_history_changed,
     # A metric deprecated (once per metric, status and replacement).
     DEPRECATED_KIND: render_metric_deprecated,
+    # A department's definition reviewers asked to sign off a proposed version (once per version and person).
+    SIGNOFF_KIND: render_definition_signoff,
 }

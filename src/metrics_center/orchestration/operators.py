@@ -97,6 +97,7 @@ class RegisterDefinitionOperator(_MetricTask):
             definition_hash=definition.meaning_hash,
             teams=self.teams,
         )
+        self._ask_reviewers(engine, run_id=context["run_id"])
         dag_run = context["dag_run"]
         chosen = choose_periods(
             grain=self.spec.grain,
@@ -155,6 +156,28 @@ class RegisterDefinitionOperator(_MetricTask):
             "restatement": chosen.restatement,
             "reason": chosen.reason,
         }
+
+    def _ask_reviewers(self, engine: Any, *, run_id: str) -> None:
+        """A version waiting for its definition's sign-off: its reviewers are asked (once; later runs find it)."""
+        import sqlalchemy as sa
+
+        from metrics_center.approvals.definition_signoff import signoff_state
+        from metrics_center.mart.tables import metric_definition as t
+        from metrics_center.notify.signoff_messages import signoff_requested
+
+        if signoff_state(engine, metric_key=self.spec.key, version=self.spec.version).status != "pending":
+            return
+        with engine.begin() as conn:
+            earlier = conn.execute(
+                sa.select(sa.func.count()).where(
+                    t.c.metric_key == self.spec.key, t.c.version < self.spec.version
+                )
+            ).scalar_one()
+            asked = signoff_requested(
+                conn, spec=self.spec, teams=self.teams, first=not earlier, run_id=run_id
+            )
+        if asked:
+            self.log.info("asked %d definition reviewer(s) to sign off v%s", asked, self.spec.version)
 
 
 def _provenance(spec: MetricSpec) -> dict[str, Any] | None:
