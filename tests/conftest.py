@@ -35,6 +35,8 @@ os.environ.update(
         "METRICS_CENTER_HOME": str(REPO / "include"),
         "METRICS_CENTER_DATA_ROOT": str(_home / "demo_data"),
         "METRICS_CENTER_STAGING": (_home / "staging").as_uri(),
+        # The CLI speaks the terminal's language (LANG…): pinned so no result depends on the machine's locale.
+        "METRICS_CENTER_LOCALE": "en",
         "AIRFLOW_CONN_SALES_DB": json.dumps(
             {"conn_type": "sqlite", "host": str(_home / "demo_data" / "sales" / "sales.db")}
         ),

@@ -82,3 +82,22 @@ def signoff_poll_seconds() -> float:
     """``METRICS_CENTER_SIGNOFF_POLL``: how often a ``publish`` waiting for a definition's sign-off looks
     again (seconds, default 300); the task holds no worker slot in between (Airflow reschedules it)."""
     return float(os.environ.get("METRICS_CENTER_SIGNOFF_POLL", "300"))
+
+
+#: POSIX locale variables, strongest first (LC_ALL overrides LC_MESSAGES overrides LANG).
+_POSIX_LOCALE = ("LC_ALL", "LC_MESSAGES", "LANG")
+
+
+def cli_locale() -> str | None:
+    """The language ``metrics-center`` speaks to the person at the terminal, as written in the environment:
+    ``METRICS_CENTER_LOCALE`` (``en`` or ``zh-CN``), else the first set of ``LC_ALL``, ``LC_MESSAGES`` and
+    ``LANG`` (``zh_CN.UTF-8``…). None: nothing set. :func:`metrics_center.i18n.translate.normalize` maps it to
+    a locale with a catalogue (``C``, ``POSIX`` and anything else → English)."""
+    chosen = os.environ.get("METRICS_CENTER_LOCALE", "").strip()
+    if chosen:
+        return chosen
+    for name in _POSIX_LOCALE:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None

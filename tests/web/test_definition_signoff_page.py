@@ -79,6 +79,13 @@ def test_publish_waits_for_the_definition_signoff_then_publishes(mart, demo_data
         seen["values before"] = _values(mart)
         page = client.get(PREFIX + "/", headers={**bearer(client, "frank"), "accept": "text/html"})
         seen["frank's page"] = page.text
+        forged = client.post(  # a page elsewhere posting frank's sign-off with his cookie: refused unread
+            PREFIX + "/definitions/gmv_daily/1",
+            data={"action": "approve"},
+            headers={**bearer(client, "frank"), "origin": "https://evil.example"},
+            follow_redirects=False,
+        )
+        seen["cross-site"] = forged.status_code
         seen["carol"] = _form(client, "carol", "/definitions/gmv_daily/1", action="approve")
         seen["frank"] = _form(client, "frank", "/definitions/gmv_daily/1", action="approve")
 
@@ -96,6 +103,7 @@ def test_publish_waits_for_the_definition_signoff_then_publishes(mart, demo_data
     assert seen["values before"] == 0  # approved values, but nothing published under an unsigned definition
     # Approvers were told before answering that the definition still waits for its sign-off.
     assert "**The definition awaits its sign-off** by Frank Zhou, Alice Wang" in seen["evidence"]
+    assert seen["cross-site"] == 403
     assert seen["carol"] == "carol is not a definition reviewer of sales (frank, alice)"
     assert (
         seen["frank"] == "Signed off definition v1 of gmv_daily: values computed under it may be published."

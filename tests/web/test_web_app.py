@@ -59,6 +59,8 @@ ROUTES = [
     ("GET", "/api/audit"),
     ("POST", "/api/approvals/gmv_daily/manual__x/approve_sales_review"),
     ("POST", "/approvals/gmv_daily/manual__x/approve_sales_review"),
+    ("POST", "/api/definitions/gmv_daily/1"),
+    ("POST", "/definitions/gmv_daily/1"),
 ]
 
 
@@ -71,7 +73,8 @@ def _forged(client) -> str:
 @pytest.mark.parametrize("mart", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_needs_an_airflow_login(client, mart, method, path):
-    body = {"json": {"option": "Approve"}} if "/api/approvals/" in path else {"data": {"action": "approve"}}
+    json_api = "/api/approvals/" in path or "/api/definitions/" in path
+    body = {"json": {"option": "Approve"}} if json_api else {"data": {"action": "approve"}}
     kwargs = body if method == "POST" else {}
     anonymous = client.request(method, PREFIX + path, **kwargs)
     assert anonymous.status_code == 401, anonymous.text

@@ -48,7 +48,15 @@ ENVIRONMENT = (
         "METRICS_CENTER_SIGNOFF_POLL",
         "seconds between looks of a publish waiting for a definition's sign-off (300)",
     ),
+    (
+        "METRICS_CENTER_LOCALE",
+        "language of the commands' messages: en or zh-CN (简体中文); default from LC_ALL, LC_MESSAGES, LANG",
+    ),
 )
+
+#: Commands whose words reach other people (chat messages to recipients, published history): they keep each
+#: recipient's own language (English when none is set), never the operator's terminal's.
+_FOR_OTHERS = frozenset({"notifications", "demo"})
 
 
 def _environment_help() -> str:
@@ -94,12 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.from_console = argv is None  # a process of its own (not main([...]) inside another program)
+    from metrics_center import settings
+    from metrics_center.i18n.translate import normalize, using
+
+    locale = None if args.command in _FOR_OTHERS else normalize(settings.cli_locale())
     try:
-        return args.func(args)
+        with using(locale):
+            return args.func(args)
     except Exception as exc:
         from metrics_center.cli.failures import EXIT_FAILED, command_name, explain
 
-        line = explain(exc, args=args)
+        with using(locale):
+            line = explain(exc, args=args)
         if line is None:
             raise  # a bug: keep the traceback
         print(f"metrics-center {command_name(args)}: {line}", file=sys.stderr)
