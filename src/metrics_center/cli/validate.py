@@ -9,6 +9,7 @@ from pathlib import Path
 
 from metrics_center import settings
 from metrics_center.cli.failures import EXIT_FAILED
+from metrics_center.i18n.translate import _
 
 
 def json_schemas() -> dict[str, dict]:
@@ -31,8 +32,12 @@ def _validate(args: argparse.Namespace) -> int:
     missing = [str(target) for target in paths if not target.exists()]
     if missing:
         print(
-            f"metrics-center validate: {', '.join(missing)} does not exist — give metric files or metrics folders "
-            "(default: $METRICS_CENTER_HOME/metrics)",
+            "metrics-center validate: "
+            + _(
+                "{paths} does not exist — give metric files or metrics folders (default: {default})",
+                paths=", ".join(missing),
+                default="$METRICS_CENTER_HOME/metrics",
+            ),
             file=sys.stderr,
         )
         return EXIT_FAILED
@@ -53,7 +58,7 @@ def _validate(args: argparse.Namespace) -> int:
         for path, file_warnings in catalog.warnings.items():
             if only is None or path.resolve() in only:
                 for warning in file_warnings:  # e.g. reading a deprecated metric: said, not counted
-                    print(f"warning: {warning}", file=sys.stderr)
+                    print(_("warning: {warning}", warning=warning), file=sys.stderr)
                     warnings += 1
         if only is None:
             checked += len(catalog.metrics) + sum(1 for p in reported if not p.name.startswith("_"))
@@ -70,9 +75,18 @@ def _validate(args: argparse.Namespace) -> int:
                 ref=args.against, metrics_dir=metrics_dir, sql_root=sql_root, catalog=catalog, only=only
             )
     if problems:
-        print(f"{problems} problem(s) in {checked} metric file(s)", file=sys.stderr)
+        # "(s)" rather than n_: the English line is matched as it is by scripts (and tests).
+        print(
+            _("{problems} problem(s) in {checked} metric file(s)", problems=problems, checked=checked),
+            file=sys.stderr,
+        )
         return 1
-    print(f"ok: {checked} metric file(s) valid" + (f", {warnings} warning(s)" if warnings else ""))
+    if warnings:
+        print(
+            _("ok: {checked} metric file(s) valid, {warnings} warning(s)", checked=checked, warnings=warnings)
+        )
+    else:
+        print(_("ok: {checked} metric file(s) valid", checked=checked))
     return 0
 
 

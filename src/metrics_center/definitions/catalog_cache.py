@@ -3,8 +3,9 @@
 Airflow's dag-processor parses the DAG file in a fresh process every cycle (every 30 s by default), so
 reading and validating 1,000 YAML files (~1 s) is paid again and again for files that rarely change.
 The cache is keyed by everything validation reads — the path, size and modification time of every file
-under the metrics and SQL folders, the code of the modules that validate, and the settings that change a
-result — so any edit, added or removed file, upgrade or setting change misses it and validates afresh.
+under the metrics and SQL folders, the code of the modules that validate, the settings that change a
+result and the locale the problems are written in — so any edit, added or removed file, upgrade, setting or
+language change misses it and validates afresh.
 It lives under ``$AIRFLOW_HOME/metrics_center_cache`` (``METRICS_CENTER_PARSE_CACHE=false`` turns it off),
 is written atomically, and a cache that cannot be read is ignored and rewritten: never an error.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metrics_center import settings
+from metrics_center.i18n.translate import current
 
 if TYPE_CHECKING:
     from metrics_center.definitions.loader import Catalog
@@ -44,6 +46,9 @@ def _fingerprint(metrics_dir: Path, sql_root: Path) -> str:
         digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     for key in ("METRICS_CENTER_TIMEZONE", "METRICS_CENTER_DATA_ROOT"):
         digest.update(f"{key}={os.environ.get(key, '')}\n".encode())
+    # Problems are written in the locale current while validating (English while Airflow parses DAGs): a
+    # catalog validated in one language is never served to a reader of another.
+    digest.update(f"locale={current().locale}\n".encode())
     for root in (metrics_dir, sql_root):
         digest.update(f"root {root.resolve()}\n".encode())
         for dirpath, dirnames, filenames in os.walk(root):

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from metrics_center.i18n.translate import N_, Deferred, _
+
 if TYPE_CHECKING:
     pass
 
@@ -99,19 +101,19 @@ def write_gx_snapshot(*, folder: Path) -> list[Path]:
 
 #: What to write instead, by pydantic (v1, as GX uses it) error type.
 _WANTED = {
-    "type_error.float": "a number",
-    "type_error.integer": "a whole number",
-    "type_error.str": "text",
-    "type_error.list": "a list such as [a, b]",
-    "type_error.set": "a list such as [a, b]",
-    "type_error.bool": "true or false",
-    "value_error.date": "a date such as 2024-01-31",
-    "value_error.datetime": "a date-time such as 2024-01-31T00:00:00",
-    "value_error.number.not_le": "a number ≤ {limit_value}",
-    "value_error.number.not_lt": "a number < {limit_value}",
-    "value_error.number.not_ge": "a number ≥ {limit_value}",
-    "value_error.number.not_gt": "a number > {limit_value}",
-    "value_error.const": "one of {permitted}",
+    "type_error.float": N_("a number"),
+    "type_error.integer": N_("a whole number"),
+    "type_error.str": N_("text"),
+    "type_error.list": N_("a list such as {example}", example="[a, b]"),
+    "type_error.set": N_("a list such as {example}", example="[a, b]"),
+    "type_error.bool": N_("true or false"),
+    "value_error.date": N_("a date such as 2024-01-31"),
+    "value_error.datetime": N_("a date-time such as 2024-01-31T00:00:00"),
+    "value_error.number.not_le": N_("a number ≤ {limit_value}"),
+    "value_error.number.not_lt": N_("a number < {limit_value}"),
+    "value_error.number.not_ge": N_("a number ≥ {limit_value}"),
+    "value_error.number.not_gt": N_("a number > {limit_value}"),
+    "value_error.const": N_("one of {permitted}"),
 }
 
 
@@ -123,15 +125,23 @@ def _wanted(error: Mapping[str, Any]) -> str | None:
     if "permitted" in ctx:
         ctx["permitted"] = ", ".join(repr(p) for p in ctx["permitted"])
     try:
-        return template.format(**ctx)
+        return Deferred(template.msgid, {**ctx, **template.values}).shown()
     except (KeyError, IndexError):  # a GX version without that context: say nothing rather than crash
         return None
+
+
+def _either(choices: list[str]) -> str:
+    """``a or b or c`` in the current locale."""
+    text = choices[0]
+    for other in choices[1:]:
+        text = _("{either} or {other}", either=text, other=other)
+    return text
 
 
 def _problems_from_errors(
     expect: str, kwargs: Mapping[str, Any], errors: list[dict[str, Any]]
 ) -> list[ArgumentProblem]:
-    gallery = f"see {expect} in the GX expectation gallery"
+    gallery = _("see {expect} in the GX expectation gallery", expect=expect)
     by_argument: dict[str | None, list[dict[str, Any]]] = {}
     for error in errors:
         loc = error.get("loc") or ("__root__",)
@@ -145,7 +155,7 @@ def _problems_from_errors(
     for argument, group in by_argument.items():
         if argument is None:
             for error in group:
-                message = f"{expect} rejects these arguments: {error['msg']}"
+                message = _("{expect} rejects these arguments: {reason}", expect=expect, reason=error["msg"])
                 problems.append(ArgumentProblem(None, message, gallery))
             continue
         # {"$PARAMETER": …} dicts are GX's suite parameters, an alternative nobody means here.
@@ -156,8 +166,13 @@ def _problems_from_errors(
         problems.append(
             ArgumentProblem(
                 argument,
-                f"{value!r} is not valid for {expect} ({'; '.join(messages)})",
-                f"write {' or '.join(wanted)}" if wanted else gallery,
+                _(
+                    "{value} is not valid for {expect} ({reasons})",
+                    value=repr(value),
+                    expect=expect,
+                    reasons="; ".join(messages),
+                ),
+                _("write {wanted}", wanted=_either(wanted)) if wanted else gallery,
             )
         )
     return problems
@@ -174,8 +189,10 @@ def expectation_argument_problems(*, expect: str, kwargs: Mapping[str, Any]) -> 
     except ValidationError as exc:
         return _problems_from_errors(expect, kwargs, list(exc.errors()))
     except Exception as exc:  # GX may raise anything from its validators; report, never crash
-        message = f"{expect} rejects these arguments: {_short(exc)}"
-        return [ArgumentProblem(None, message, f"see {expect} in the GX expectation gallery")]
+        message = _("{expect} rejects these arguments: {reason}", expect=expect, reason=_short(exc))
+        return [
+            ArgumentProblem(None, message, _("see {expect} in the GX expectation gallery", expect=expect))
+        ]
     return []
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from metrics_center.definitions.lineage import metric_inputs
 from metrics_center.definitions.spec import MetricSpec
+from metrics_center.i18n.translate import _
 
 Loc = tuple[str | int, ...]
 
@@ -37,26 +38,47 @@ def spec_findings(spec: MetricSpec) -> list[tuple[Loc, str, str]]:
         return [
             (
                 ("replaced_by",),
-                f"replaced_by is set but the metric's status is active, so nothing tells readers to move to "
-                f"{spec.replaced_by}",
-                "set status: deprecated (or retired), or remove replaced_by",
+                _(
+                    "replaced_by is set but the metric's status is active, so nothing tells readers to move to "
+                    "{replacement}",
+                    replacement=spec.replaced_by,
+                ),
+                _("set status: deprecated (or retired), or remove replaced_by"),
             )
         ]
     if spec.replaced_by == spec.key:
         return [
-            (("replaced_by",), "a metric cannot be replaced by itself", "name the metric to read instead")
+            (
+                ("replaced_by",),
+                _("a metric cannot be replaced by itself"),
+                _("name the metric to read instead"),
+            )
         ]
     return []
 
 
 def _move_away(upstream: MetricSpec) -> str:
     """Where readers of a deprecated or retired metric should go, in words."""
-    when = "instead" if upstream.status == "retired" else f"before {upstream.key} is retired"
+    retired = upstream.status == "retired"
     if upstream.replaced_by:
-        return f"read {upstream.replaced_by} (its replacement) {when}"
-    return (
-        f"{upstream.key} names no replacement (replaced_by): remove this source {when}, or ask its owner "
-        f"({upstream.owner})"
+        if retired:
+            return _("read {replacement} (its replacement) instead", replacement=upstream.replaced_by)
+        return _(
+            "read {replacement} (its replacement) before {key} is retired",
+            replacement=upstream.replaced_by,
+            key=upstream.key,
+        )
+    if retired:
+        return _(
+            "{key} names no replacement (replaced_by): remove this source instead, or ask its owner ({owner})",
+            key=upstream.key,
+            owner=upstream.owner,
+        )
+    return _(
+        "{key} names no replacement (replaced_by): remove this source before {key} is retired, or ask its "
+        "owner ({owner})",
+        key=upstream.key,
+        owner=upstream.owner,
     )
 
 
@@ -78,18 +100,29 @@ def catalog_findings(
                     LifecycleFinding(
                         spec.key,
                         ("replaced_by",),
-                        f"replaced_by names {target_key!r}, which is not a metric in {where}",
-                        f"name the key of an existing metric, or add {target_key}.yaml",
+                        _(
+                            "replaced_by names {key}, which is not a metric in {folder}",
+                            key=repr(target_key),
+                            folder=where,
+                        ),
+                        _("name the key of an existing metric, or add {key}.yaml", key=target_key),
                     )
                 )
             elif target is not None and target.status == "retired":
-                further = f" ({target.replaced_by})" if target.replaced_by else ""
+                fix = (
+                    _(
+                        "name the metric that replaces it ({replacement}), or another metric that is not retired",
+                        replacement=target.replaced_by,
+                    )
+                    if target.replaced_by
+                    else _("name the metric that replaces it, or another metric that is not retired")
+                )
                 findings.append(
                     LifecycleFinding(
                         spec.key,
                         ("replaced_by",),
-                        f"replaced_by names {target_key}, which is retired itself",
-                        f"name the metric that replaces it{further}, or another metric that is not retired",
+                        _("replaced_by names {key}, which is retired itself", key=target_key),
+                        fix,
                     )
                 )
         if spec.status == "retired":
@@ -102,7 +135,11 @@ def catalog_findings(
                 LifecycleFinding(
                     spec.key,
                     ("sources", name, "metric"),
-                    f"reads {upstream.status} metric {input_key}",
+                    (
+                        _("reads retired metric {key}", key=input_key)
+                        if upstream.status == "retired"
+                        else _("reads deprecated metric {key}", key=input_key)
+                    ),
                     _move_away(upstream),
                     warning=upstream.status == "deprecated",
                 )

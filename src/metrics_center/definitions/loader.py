@@ -33,27 +33,149 @@ from metrics_center.definitions.spec import (
     Teams,
 )
 from metrics_center.errors import SpecError, SpecProblem
+from metrics_center.i18n.translate import DEFAULT, N_, Deferred, _, current, n_, translator
 
 TEAMS_FILE = "_teams.yaml"
 #: ``approval.on_timeout: approve`` after less than this publishes unanswered numbers too fast to go unexplained.
 AUTO_APPROVE_MIN_TIMEOUT = timedelta(hours=1)
-DATA_ROOT_FIX = "give a path relative to METRICS_CENTER_DATA_ROOT"
+DATA_ROOT_FIX = N_("give a path relative to METRICS_CENTER_DATA_ROOT")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-# Short fixes for pydantic's error types; the message already says what is wrong.
+# Short fixes for pydantic's error types; the message already says what is wrong. Translated where shown
+# (problems are made in the reader's locale: the CLI's, English while Airflow parses DAGs).
 _FIXES = {
-    "missing": "add this key",
-    "extra_forbidden": "remove it, or check its spelling against `metrics-center schema`",
-    "string_pattern_mismatch": "use lower-case letters, digits and underscores, starting with a letter",
-    "literal_error": "use one of the listed values",
-    "int_parsing": "write a whole number",
-    "greater_than_equal": "raise the number",
-    "greater_than": "use a number above that limit",
-    "less_than": "use a number below that limit",
-    "less_than_equal": "lower the number",
-    "too_short": "add at least one entry",
-    "union_tag_invalid": "give either conn_id + sql, path, or metric",
+    "missing": N_("add this key"),
+    "extra_forbidden": N_("remove it, or check its spelling against `metrics-center schema`"),
+    "string_pattern_mismatch": N_("use lower-case letters, digits and underscores, starting with a letter"),
+    "literal_error": N_("use one of the listed values"),
+    "int_parsing": N_("write a whole number"),
+    "greater_than_equal": N_("raise the number"),
+    "greater_than": N_("use a number above that limit"),
+    "less_than": N_("use a number below that limit"),
+    "less_than_equal": N_("lower the number"),
+    "too_short": N_("add at least one entry"),
+    "union_tag_invalid": N_("give either conn_id + sql, path, or metric"),
 }
+
+#: pydantic's own messages (its English, word for word, with its context as placeholders), so a reader of
+#: another locale gets them translated; a message that does not come out the same in English is kept as
+#: pydantic wrote it (another pydantic version).
+_PYDANTIC_MESSAGES = {
+    "literal_error": N_("Input should be {expected}"),
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "float_type": N_("Input should be a valid number"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "string_type": N_("Input should be a valid string"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "list_type": N_("Input should be a valid list"),
+    "model_type": N_("Input should be a valid dictionary or instance of {class_name}"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "union_tag_invalid": N_(
+        "Input tag '{tag}' found using {discriminator} does not match any of the expected tags: {expected_tags}"
+    ),
+}
+_ENGLISH = translator("en")
+
+
+def _counted(err: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(English, shown) of pydantic's length messages, which say item/items and character/characters."""
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    try:
+        if kind == "too_short":
+            forms = (
+                "{field_type} should have at least {count} item after validation, not {actual_length}",
+                "{field_type} should have at least {count} items after validation, not {actual_length}",
+            )
+            count, values = (
+                ctx["min_length"],
+                {"field_type": ctx["field_type"], "actual_length": ctx["actual_length"]},
+            )
+        elif kind == "too_long":
+            forms = (
+                "{field_type} should have at most {count} item after validation, not {actual_length}",
+                "{field_type} should have at most {count} items after validation, not {actual_length}",
+            )
+            count, values = (
+                ctx["max_length"],
+                {"field_type": ctx["field_type"], "actual_length": ctx["actual_length"]},
+            )
+        elif kind == "string_too_short":
+            forms = (
+                "String should have at least {count} character",
+                "String should have at least {count} characters",
+            )
+            count, values = ctx["min_length"], {}
+        elif kind == "string_too_long":
+            forms = (
+                "String should have at most {count} character",
+                "String should have at most {count} characters",
+            )
+            count, values = ctx["max_length"], {}
+        else:
+            return None
+        english = _ENGLISH.plural(*forms, count, **values)
+    except (KeyError, IndexError, ValueError):
+        return None
+    # The msgids, spelt out for `make messages` (n_ marks them; the forms above are the same text).
+    shown = {
+        "too_short": lambda: n_(
+            "{field_type} should have at least {count} item after validation, not {actual_length}",
+            "{field_type} should have at least {count} items after validation, not {actual_length}",
+            count,
+            **values,
+        ),
+        "too_long": lambda: n_(
+            "{field_type} should have at most {count} item after validation, not {actual_length}",
+            "{field_type} should have at most {count} items after validation, not {actual_length}",
+            count,
+            **values,
+        ),
+        "string_too_short": lambda: n_(
+            "String should have at least {count} character",
+            "String should have at least {count} characters",
+            count,
+        ),
+        "string_too_long": lambda: n_(
+            "String should have at most {count} character",
+            "String should have at most {count} characters",
+            count,
+        ),
+    }[kind]
+    return english, shown()
+
+
+def _pydantic_message(err: Mapping[str, Any]) -> str:
+    """pydantic's message of ``err`` in the current locale (its own words when we have no translation)."""
+    message = str(err["msg"])
+    if err["type"] == "value_error":
+        return message.removeprefix("Value error, ")  # our validators' words, already in the locale
+    counted = _counted(err)
+    if counted is not None:
+        return counted[1] if counted[0] == message else message
+    template = _PYDANTIC_MESSAGES.get(err["type"])
+    if template is None:
+        return message
+    try:
+        ctx = dict(err.get("ctx") or {})
+        filled = Deferred(template.msgid, ctx)
+        if str(filled) != message:
+            return message
+        choices = re.findall(r"'[^']*'", str(ctx.get("expected", "")))
+        if err["type"] == "literal_error" and choices and current().locale != DEFAULT:
+            # pydantic's "'a', 'b' or 'c'" has an English "or": the choices alone, for other languages.
+            filled = Deferred(template.msgid, {**ctx, "expected": ", ".join(choices)})
+        return filled.shown()
+    except (KeyError, IndexError, ValueError):
+        return message
 
 
 @dataclass(frozen=True)
@@ -107,14 +229,22 @@ def line_of(text: str, loc: Sequence[str | int]) -> int | None:
 
 #: Fixes for the chat addresses of ``_teams.yaml`` whose form is checked.
 _ADDRESS_FORMS = {
-    "feishu_chat_id": "copy the group's chat id (oc_ followed by letters and digits) from Feishu's group settings "
-    "or the im/v1/chats API",
-    "feishu_open_id": "use the person's open id in the Metrics Center app (ou_ followed by letters and digits)",
-    "feishu_union_id": "use the person's union id (on_ followed by letters and digits)",
-    "slack_user_id": "use the member id from the person's Slack profile (U… or W…, capital letters and digits)",
-    "dingtalk_webhook": "name the Airflow connection that holds the robot's token (letters, digits, _ . -)",
-    "wecom_webhook": "name the Airflow connection that holds the robot's key (letters, digits, _ . -)",
-    "email": "write one e-mail address, e.g. data-team@example.com",
+    "feishu_chat_id": N_(
+        "copy the group's chat id (oc_ followed by letters and digits) from Feishu's group settings "
+        "or the im/v1/chats API"
+    ),
+    "feishu_open_id": N_(
+        "use the person's open id in the Metrics Center app (ou_ followed by letters and digits)"
+    ),
+    "feishu_union_id": N_("use the person's union id (on_ followed by letters and digits)"),
+    "slack_user_id": N_(
+        "use the member id from the person's Slack profile (U… or W…, capital letters and digits)"
+    ),
+    "dingtalk_webhook": N_(
+        "name the Airflow connection that holds the robot's token (letters, digits, _ . -)"
+    ),
+    "wecom_webhook": N_("name the Airflow connection that holds the robot's key (letters, digits, _ . -)"),
+    "email": N_("write one e-mail address, e.g. data-team@example.com"),
 }
 
 _SOURCE_KINDS = (SqlSource.__name__, FileSource.__name__, MetricSource.__name__)
@@ -216,41 +346,48 @@ def _validation_problems(
     for err in errors:
         raw = tuple(err["loc"])
         loc = _clean_loc(raw)
-        message = err["msg"].removeprefix("Value error, ")
-        fix = _FIXES.get(err["type"], "see the YAML reference in README.md")
+        message = _pydantic_message(err)
+        known_fix = _FIXES.get(err["type"])
+        fix = known_fix.shown() if known_fix is not None else _("see the YAML reference in README.md")
         if err["type"] == "missing" and loc:
-            message = f"required key `{loc[-1]}` is missing"
+            message = _("required key `{key}` is missing", key=loc[-1])
             typo = next((k for k, v in misspelt.items() if k[:-1] == loc[:-1] and v == loc[-1]), None)
             if typo is not None:
-                fix = f"rename `{typo[-1]}` to `{loc[-1]}`"
+                fix = _("rename `{typo}` to `{key}`", typo=typo[-1], key=loc[-1])
         elif err["type"] == "extra_forbidden" and loc:
-            message = f"unknown key `{loc[-1]}`"
+            message = _("unknown key `{key}`", key=loc[-1])
             if loc in misspelt:
-                fix = (
-                    f"did you mean '{misspelt[loc]}'? otherwise remove it (`metrics-center schema` lists "
-                    "every key)"
+                fix = _(
+                    "did you mean '{close}'? otherwise remove it (`metrics-center schema` lists every key)",
+                    close=misspelt[loc],
                 )
         elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
             choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
             if (close := closest(err["input"], choices)) is not None:
-                fix = f"did you mean '{close}'?"
+                fix = _("did you mean '{close}'?", close=close)
         elif err["type"] == "string_too_long" and loc == ("key",):
-            message = (
-                f"the key is {len(str(err['input']))} characters; a metric key has at most {MAX_KEY_LENGTH}"
+            message = _(
+                "the key is {length} characters; a metric key has at most {limit}",
+                length=len(str(err["input"])),
+                limit=MAX_KEY_LENGTH,
             )
-            fix = "shorten it (and the file name): the mart names the metric's relations <key> and <key>_history"
+            fix = _(
+                "shorten it (and the file name): the mart names the metric's relations <key> and <key>_history"
+            )
         elif err["type"] == "string_pattern_mismatch":
             if loc and loc[-1] == "expect":
-                message = f"{err['input']!r} is not an expectation name"
-                fix = "use a Great Expectations name such as expect_column_values_to_not_be_null"
+                message = _("{value} is not an expectation name", value=repr(err["input"]))
+                fix = _("use a Great Expectations name such as expect_column_values_to_not_be_null")
             elif loc and str(loc[-1]) in _ADDRESS_FORMS:
-                message = f"{err['input']!r} is not a {loc[-1]}"
-                fix = _ADDRESS_FORMS[str(loc[-1])]
+                message = _("{value} is not a {field}", value=repr(err["input"]), field=loc[-1])
+                fix = _ADDRESS_FORMS[str(loc[-1])].shown()
             else:
-                message = f"{err['input']!r} is not a safe identifier"
+                message = _("{value} is not a safe identifier", value=repr(err["input"]))
         if _in_source_union(raw) and _meant_kind(raw, data) is None and err["type"] == "missing":
-            loc, message = loc[:-1], "a source needs either `conn_id` + `sql`, `path` or `metric`"
-            fix = "add `path:` for a file, `conn_id:` and `sql:` for a database query, or `metric:` for another metric"
+            loc, message = loc[:-1], _("a source needs either `conn_id` + `sql`, `path` or `metric`")
+            fix = _(
+                "add `path:` for a file, `conn_id:` and `sql:` for a database query, or `metric:` for another metric"
+            )
         dotted = _dotted(loc)
         if (dotted, message) in seen:
             continue
@@ -304,7 +441,7 @@ def _parse(path: Path, model: type[BaseModel]) -> _Parsed:
         text, data = _read_yaml(path)
     except OSError as exc:
         return _Parsed(
-            "", None, None, [SpecProblem(path=path, key="", message=str(exc), fix="check the file exists")]
+            "", None, None, [SpecProblem(path=path, key="", message=str(exc), fix=_("check the file exists"))]
         )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -312,8 +449,8 @@ def _parse(path: Path, model: type[BaseModel]) -> _Parsed:
             path=path,
             key="",
             line=mark.line + 1 if mark else None,
-            message=f"not valid YAML ({getattr(exc, 'problem', exc)})",
-            fix="fix the indentation/quoting at that line",
+            message=_("not valid YAML ({reason})", reason=getattr(exc, "problem", exc)),
+            fix=_("fix the indentation/quoting at that line"),
         )
         return _Parsed("", None, None, [problem])
     if not isinstance(data, dict):
@@ -321,8 +458,8 @@ def _parse(path: Path, model: type[BaseModel]) -> _Parsed:
             path=path,
             key="",
             line=line_of(text, ()) or 1,
-            message="is not a YAML mapping",
-            fix="write key: value",
+            message=_("is not a YAML mapping"),
+            fix=_("write key: value"),
         )
         return _Parsed(text, data, None, [problem])
     try:
@@ -362,10 +499,13 @@ def data_root_escape(raw: str) -> str | None:
     """
     text = raw.strip()
     if _ABSOLUTE.match(text):
-        return f"{raw!r} is an absolute path; file sources are read under METRICS_CENTER_DATA_ROOT only"
+        return _(
+            "{path} is an absolute path; file sources are read under METRICS_CENTER_DATA_ROOT only",
+            path=repr(raw),
+        )
     parts = [part.strip() for part in re.split(r"[/\\]", text)]
     if any(".." in (part, _JINJA.sub("", part).strip()) for part in parts):
-        return f"{raw!r} climbs out of METRICS_CENTER_DATA_ROOT with a `..` part"
+        return _("{path} climbs out of METRICS_CENTER_DATA_ROOT with a `..` part", path=repr(raw))
     return None
 
 
@@ -377,8 +517,11 @@ def _approval_findings(spec: MetricSpec) -> list[tuple[Loc, str, str]]:
             return [
                 (
                     ("approval", "auto_approve_reason"),
-                    f"auto_approve_reason explains on_timeout: approve, but on_timeout is {approval.on_timeout}",
-                    "remove it, or set on_timeout: approve",
+                    _(
+                        "auto_approve_reason explains on_timeout: approve, but on_timeout is {on_timeout}",
+                        on_timeout=approval.on_timeout,
+                    ),
+                    _("remove it, or set on_timeout: approve"),
                 )
             ]
         return []
@@ -386,8 +529,13 @@ def _approval_findings(spec: MetricSpec) -> list[tuple[Loc, str, str]]:
         return [
             (
                 ("approval", "on_timeout"),
-                f"on_timeout: approve publishes the number unanswered after only {approval.timeout} (under 1h)",
-                "say why under approval.auto_approve_reason:, or set timeout: 1h or longer, or on_timeout: reject",
+                _(
+                    "on_timeout: approve publishes the number unanswered after only {timeout} (under 1h)",
+                    timeout=approval.timeout,
+                ),
+                _(
+                    "say why under approval.auto_approve_reason:, or set timeout: 1h or longer, or on_timeout: reject"
+                ),
             )
         ]
     return []
@@ -401,47 +549,57 @@ def _check_findings(spec: MetricSpec) -> list[tuple[Loc, str, str]]:
         findings.append(
             (
                 ("anomaly", "seasonality"),
-                "day_of_week seasonality needs grain: day",
-                "remove it, or use grain: day",
+                _("day_of_week seasonality needs grain: day"),
+                _("remove it, or use grain: day"),
             )
         )
     if spec.access == "restricted" and not spec.readers:
         findings.append(
             (
                 ("access",),
-                "access: restricted lets in only the readers listed, and none is",
-                "list departments or people under readers:, or use access: department",
+                _("access: restricted lets in only the readers listed, and none is"),
+                _("list departments or people under readers:, or use access: department"),
             )
         )
     if spec.access == "public" and spec.readers:
         findings.append(
             (
                 ("readers",),
-                "readers are listed but access is public (the default), so everyone reads it anyway",
-                "set access: department or restricted, or remove readers:",
+                _("readers are listed but access is public (the default), so everyone reads it anyway"),
+                _("set access: department or restricted, or remove readers:"),
             )
         )
     names = [check.name for check in spec.reconciliations]
     for i, check in enumerate(spec.reconciliations):
         if names.count(check.name) > 1:
             findings.append(
-                (("reconciliations", i, "name"), f"{check.name!r} is used twice", "name each check once")
+                (
+                    ("reconciliations", i, "name"),
+                    _("{name} is used twice", name=repr(check.name)),
+                    _("name each check once"),
+                )
             )
         for j, dim in enumerate(check.by):
             if dim not in spec.dimensions:
                 findings.append(
                     (
                         ("reconciliations", i, "by", j),
-                        f"{dim!r} is not a dimension of the metric",
-                        f"use some of {spec.dimensions} (or none, to compare the total)",
+                        _("{dimension} is not a dimension of the metric", dimension=repr(dim)),
+                        _(
+                            "use some of {dimensions} (or none, to compare the total)",
+                            dimensions=spec.dimensions,
+                        ),
                     )
                 )
         if set(check.by) != set(spec.dimensions) and spec.aggregation != "sum":
             findings.append(
                 (
                     ("reconciliations", i, "by"),
-                    "comparing fewer dimensions than the metric has sums its values, but the metric is not additive",
-                    f"set aggregation: sum, or compare by all of {spec.dimensions}",
+                    _(
+                        "comparing fewer dimensions than the metric has sums its values, but the metric is not "
+                        "additive"
+                    ),
+                    _("set aggregation: sum, or compare by all of {dimensions}", dimensions=spec.dimensions),
                 )
             )
     return findings
@@ -474,8 +632,8 @@ def _cross_checks(
     if path.stem != spec.key:
         add(
             ("key",),
-            f"key {spec.key!r} differs from the file name {path.name!r}",
-            f"rename the file to {spec.key}.yaml",
+            _("key {key} differs from the file name {file}", key=repr(spec.key), file=repr(path.name)),
+            _("rename the file to {key}.yaml", key=spec.key),
         )
     sql_files: list[tuple[tuple[str | int, ...], str]] = [(("transform", "sql"), spec.transform.sql)]
     for name, source in spec.sources.items():
@@ -484,7 +642,7 @@ def _cross_checks(
         elif isinstance(source, FileSource):
             escape = data_root_escape(source.path)
             if escape is not None:
-                add(("sources", name, "path"), escape, DATA_ROOT_FIX)
+                add(("sources", name, "path"), escape, DATA_ROOT_FIX.shown())
             try:
                 source.resolved_format()
             except ValueError as exc:
@@ -494,74 +652,120 @@ def _cross_checks(
     if spec.on_inputs and not any(isinstance(s, MetricSource) for s in spec.sources.values()):
         add(
             ("schedule",),
-            "schedule: inputs runs the metric when a metric it reads publishes, but it reads no metric",
-            "add a source `{metric: <key>}`, or give a cron schedule",
+            _("schedule: inputs runs the metric when a metric it reads publishes, but it reads no metric"),
+            _("add a source `{source}`, or give a cron schedule", source="{metric: <key>}"),
         )
     for loc, message, fix in _check_findings(spec):
         add(loc, message, fix)
     for loc, rel in sql_files:
         if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            add(loc, f"{rel!r} leaves the sql folder", "give a path relative to include/sql/")
+            add(
+                loc,
+                _("{path} leaves the sql folder", path=repr(rel)),
+                _("give a path relative to include/sql/"),
+            )
         elif not (sql_root / rel).is_file():
-            add(loc, f"SQL file {rel!r} does not exist under {sql_root}", "create it or fix the path")
+            add(
+                loc,
+                _("SQL file {path} does not exist under {folder}", path=repr(rel), folder=sql_root),
+                _("create it or fix the path"),
+            )
     for finding in quality_findings(spec, check_with_gx=check_with_gx):
         add(*finding)
     if teams is not None:
         if spec.department not in teams.departments:
             add(
                 ("department",),
-                f"department {spec.department!r} is not in {TEAMS_FILE}",
-                f"add it to {TEAMS_FILE} or use one of {sorted(teams.departments)}",
+                _(
+                    "department {department} is not in {teams}",
+                    department=repr(spec.department),
+                    teams=TEAMS_FILE,
+                ),
+                _(
+                    "add it to {teams} or use one of {departments}",
+                    teams=TEAMS_FILE,
+                    departments=sorted(teams.departments),
+                ),
             )
         if spec.owner not in teams.people:
             add(
                 ("owner",),
-                f"owner {spec.owner!r} is not a person in {TEAMS_FILE}",
-                f"add them to {TEAMS_FILE}",
+                _("owner {owner} is not a person in {teams}", owner=repr(spec.owner), teams=TEAMS_FILE),
+                _("add them to {teams}", teams=TEAMS_FILE),
             )
         for s, stage in enumerate(spec.approval.stages):
             for a, person in enumerate(stage.approvers):
                 if person in teams.people and person in teams.departments:
                     add(
                         ("approval", "stages", s, "approvers", a),
-                        f"approver {person!r} is both a person and a department in {TEAMS_FILE}",
-                        "rename one of them",
+                        _(
+                            "approver {approver} is both a person and a department in {teams}",
+                            approver=repr(person),
+                            teams=TEAMS_FILE,
+                        ),
+                        _("rename one of them"),
                     )
                 elif not teams.members(person):
                     add(
                         ("approval", "stages", s, "approvers", a),
-                        f"approver {person!r} is not a person (or a department with people) in {TEAMS_FILE}",
-                        f"add them to {TEAMS_FILE} or fix the spelling",
+                        _(
+                            "approver {approver} is not a person (or a department with people) in {teams}",
+                            approver=repr(person),
+                            teams=TEAMS_FILE,
+                        ),
+                        _("add them to {teams} or fix the spelling", teams=TEAMS_FILE),
                     )
             only_owner = teams.resolve(stage.approvers) == [spec.owner]
             if only_owner and not spec.approval.allow_self_approval and len(spec.approval.stages) == 1:
                 add(
                     ("approval", "stages", s, "approvers"),
-                    f"the owner {spec.owner!r} is the stage's only approver, and may not approve their own number",
-                    "add another approver, or set approval.allow_self_approval: true",
+                    _(
+                        "the owner {owner} is the stage's only approver, and may not approve their own number",
+                        owner=repr(spec.owner),
+                    ),
+                    _("add another approver, or set approval.allow_self_approval: true"),
                 )
         department = teams.departments.get(spec.department)
         reviewers = list(department.definition_reviewers) if department is not None else []
         if reviewers and not set(reviewers) - {spec.owner}:
             add(
                 ("owner",),
-                f"the owner {spec.owner!r} is the only definition reviewer of {spec.department}, and may not sign "
-                "off their own definition",
-                f"add another person to departments.{spec.department}.definition_reviewers in {TEAMS_FILE}",
+                _(
+                    "the owner {owner} is the only definition reviewer of {department}, and may not sign off their "
+                    "own definition",
+                    owner=repr(spec.owner),
+                    department=spec.department,
+                ),
+                _(
+                    "add another person to departments.{department}.definition_reviewers in {teams}",
+                    department=spec.department,
+                    teams=TEAMS_FILE,
+                ),
             )
         for i, reader in enumerate(spec.readers):
             if reader not in teams.departments and reader not in teams.people:
                 add(
                     ("readers", i),
-                    f"reader {reader!r} is neither a department nor a person in {TEAMS_FILE}",
-                    f"use a department ({', '.join(sorted(teams.departments))}) or a person's key",
+                    _(
+                        "reader {reader} is neither a department nor a person in {teams}",
+                        reader=repr(reader),
+                        teams=TEAMS_FILE,
+                    ),
+                    _(
+                        "use a department ({departments}) or a person's key",
+                        departments=", ".join(sorted(teams.departments)),
+                    ),
                 )
         for i, dept in enumerate(spec.subscribers):
             if dept not in teams.departments:
                 add(
                     ("subscribers", i),
-                    f"subscriber {dept!r} is not a department in {TEAMS_FILE}",
-                    f"use one of {sorted(teams.departments)}",
+                    _(
+                        "subscriber {department} is not a department in {teams}",
+                        department=repr(dept),
+                        teams=TEAMS_FILE,
+                    ),
+                    _("use one of {departments}", departments=sorted(teams.departments)),
                 )
     return problems
 
@@ -639,8 +843,8 @@ def load_catalog(
             SpecProblem(
                 path=teams_path,
                 key="",
-                message="teams file is missing",
-                fix="create it with departments: and people: (see README)",
+                message=_("teams file is missing"),
+                fix=_("create it with departments: and people: (see README)"),
             )
         ]
     for path in list(only) if only is not None else metric_files(metrics_dir):
@@ -656,8 +860,8 @@ def load_catalog(
                     path=path,
                     key="key",
                     line=1,
-                    message=f"key {spec.key!r} is already used by {other.name}",
-                    fix="give each metric its own key",
+                    message=_("key {key} is already used by {file}", key=repr(spec.key), file=other.name),
+                    fix=_("give each metric its own key"),
                 )
             ]
             continue
@@ -692,22 +896,29 @@ def _check_lineage(catalog: Catalog, metrics_dir: Path) -> None:
             loc = ("sources", name, "metric")
             upstream = catalog.metrics.get(input_key)
             if input_key == spec.key:
-                add(spec.key, loc, "a metric cannot read itself", "read another metric")
+                add(spec.key, loc, _("a metric cannot read itself"), _("read another metric"))
             elif upstream is None and input_key not in broken_keys:
                 add(
                     spec.key,
                     loc,
-                    f"metric {input_key!r} is not defined in {metrics_dir}",
-                    f"add {input_key}.yaml or fix the key",
+                    _("metric {key} is not defined in {folder}", key=repr(input_key), folder=metrics_dir),
+                    _("add {key}.yaml or fix the key", key=input_key),
                 )
             elif upstream is not None and not grain_fits(input_grain=upstream.spec.grain, grain=spec.grain):
                 add(
                     spec.key,
                     loc,
-                    f"{input_key} is a {upstream.spec.grain} metric; a {spec.grain} metric cannot read it "
-                    f"(its periods do not fit inside a {spec.grain})",
-                    "read a metric of the same or a finer grain (a day fits in a week or a month; a week does "
-                    "not fit in a month)",
+                    _(
+                        "{key} is a {input_grain} metric; a {grain} metric cannot read it (its periods do not fit "
+                        "inside a {grain})",
+                        key=input_key,
+                        input_grain=upstream.spec.grain,
+                        grain=spec.grain,
+                    ),
+                    _(
+                        "read a metric of the same or a finer grain (a day fits in a week or a month; a week does "
+                        "not fit in a month)"
+                    ),
                 )
     by_key = {m.spec.key: m.spec for m in catalog.metrics.values()}
     for finding in catalog_findings(by_key, broken=broken_keys, where=str(metrics_dir)):
@@ -736,8 +947,8 @@ def _check_lineage(catalog: Catalog, metrics_dir: Path) -> None:
             add(
                 key,
                 ("sources", name, "metric"),
-                f"metrics read each other in a cycle: {loop}",
-                "break the cycle: a metric cannot depend on itself through others",
+                _("metrics read each other in a cycle: {loop}", loop=loop),
+                _("break the cycle: a metric cannot depend on itself through others"),
             )
     for key, problems in found.items():
         loaded = catalog.metrics.pop(key)

@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 from metrics_center.definitions.spec import Expectation, MetricSpec
+from metrics_center.i18n.translate import _
 
 GX_SNAPSHOT = "gx_expectations.json"
 Finding = tuple[tuple[str | int, ...], str, str]  # (loc, what, fix)
@@ -60,26 +61,29 @@ def known_expectations() -> frozenset[str]:
 def _argument_findings(index: int, rule: Expectation, args: ExpectationArgs) -> list[Finding]:
     """Unknown and missing arguments of one quality rule, judged by the GX snapshot."""
     findings: list[Finding] = []
-    accepted = ", ".join(args.accepted) or "none"
+    accepted = ", ".join(args.accepted) or _("none")
     for name in map(str, rule.kwargs):
         if name in args.accepted:
             continue
         if name in gx_internal_fields():
-            message = f"`{name}` is a Great Expectations setting that Metrics Center does not let a rule set"
-            fix = f"remove it; accepted: {accepted}"
+            message = _(
+                "`{name}` is a Great Expectations setting that Metrics Center does not let a rule set",
+                name=name,
+            )
+            fix = _("remove it; accepted: {accepted}", accepted=accepted)
         else:
-            message = f"unknown argument of {rule.expect}"
+            message = _("unknown argument of {expect}", expect=rule.expect)
             close = difflib.get_close_matches(name, args.accepted, n=1)
             fix = (
-                f"did you mean '{close[0]}'? accepted: {accepted}"
+                _("did you mean '{close}'? accepted: {accepted}", close=close[0], accepted=accepted)
                 if close
-                else f"remove it; accepted: {accepted}"
+                else _("remove it; accepted: {accepted}", accepted=accepted)
             )
         findings.append((("quality", index, name), message, fix))
     for name in args.required:
         if name not in rule.kwargs:
-            message = f"required argument `{name}` of {rule.expect} is missing"
-            findings.append((("quality", index, name), message, f"add `{name}:` to this rule"))
+            message = _("required argument `{name}` of {expect} is missing", name=name, expect=rule.expect)
+            findings.append((("quality", index, name), message, _("add `{name}:` to this rule", name=name)))
     return findings
 
 
@@ -100,8 +104,8 @@ def rule_findings(index: int, rule: Expectation, *, check_with_gx: bool) -> list
         return [
             (
                 ("quality", index, "expect"),
-                f"{rule.expect!r} is not a Great Expectations expectation",
-                "use a snake_case name from the GX 1.x gallery, e.g. expect_column_values_to_not_be_null",
+                _("{expect} is not a Great Expectations expectation", expect=repr(rule.expect)),
+                _("use a snake_case name from the GX 1.x gallery, e.g. expect_column_values_to_not_be_null"),
             )
         ]
     findings = _argument_findings(index, rule, args)
@@ -119,8 +123,8 @@ def quality_findings(spec: MetricSpec, *, check_with_gx: bool) -> list[Finding]:
             findings.append(
                 (
                     ("quality", i, "column"),
-                    f"column {column!r} is not a column of the result",
-                    f"use one of {spec.result_columns}",
+                    _("column {column} is not a column of the result", column=repr(column)),
+                    _("use one of {columns}", columns=spec.result_columns),
                 )
             )
     return findings

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from metrics_center.definitions.sql_words import ADDED_COLUMNS, SQL_RESERVED
+from metrics_center.i18n.translate import _, n_
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 IDENTIFIER_HINT = "use lower-case letters, digits and underscores, starting with a letter (max 63)"
@@ -41,11 +42,23 @@ Status = Literal["active", "deprecated", "retired"]
 SCHEDULE_ON_INPUTS = "inputs"
 
 
+def _refusal(what: str, fix: str) -> ValueError:
+    """A validator's error: ``what; fix`` (the loader splits it into a problem's message and fix)."""
+    return ValueError(f"{what}; {fix}")
+
+
+def _duration_fix() -> str:
+    return _("write a positive number and a unit, e.g. {examples}", examples="30m, 24h, 2d, 1w")
+
+
 def parse_duration(text: str) -> timedelta:
     """``"90m"``, ``"24h"``, ``"2d"``, ``"1w"`` → timedelta. Raises ValueError with the accepted forms."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise ValueError(f"{text!r} is not a duration; write a number and a unit, e.g. 30m, 24h, 2d, 1w")
+        raise _refusal(
+            _("{value} is not a duration", value=repr(text)),
+            _("write a number and a unit, e.g. {examples}", examples="30m, 24h, 2d, 1w"),
+        )
     amount, unit = match.groups()
     return timedelta(**{_DURATION_UNITS[unit]: int(amount)})
 
@@ -53,10 +66,10 @@ def parse_duration(text: str) -> timedelta:
 def positive_duration(text: str) -> timedelta:
     """:func:`parse_duration` for a setting that must last a while: zero and negative durations are refused."""
     if text.strip().startswith("-"):
-        raise ValueError(f"{text!r} is negative; write a positive number and a unit, e.g. 30m, 24h, 2d, 1w")
+        raise _refusal(_("{value} is negative", value=repr(text)), _duration_fix())
     delta = parse_duration(text)
     if delta <= timedelta(0):
-        raise ValueError(f"{text!r} lasts no time; write a positive number and a unit, e.g. 30m, 24h, 2d, 1w")
+        raise _refusal(_("{value} lasts no time", value=repr(text)), _duration_fix())
     return delta
 
 
@@ -117,8 +130,9 @@ class FileSource(_Strict):
             return "parquet"
         if lower.endswith((".xlsx", ".xls")):
             return "excel"
-        raise ValueError(
-            f"cannot tell the format of {self.path!r}; name it .csv/.parquet/.xlsx or set format:"
+        raise _refusal(
+            _("cannot tell the format of {path}", path=repr(self.path)),
+            _("name it .csv/.parquet/.xlsx or set format:"),
         )
 
 
@@ -189,7 +203,7 @@ class Anomaly(_Strict):
     @model_validator(mode="after")
     def _history_fits_window(self) -> Anomaly:
         if self.min_history > self.window:
-            raise ValueError("min_history cannot exceed window; lower min_history or widen window")
+            raise _refusal(_("min_history cannot exceed window"), _("lower min_history or widen window"))
         return self
 
     @property
@@ -210,7 +224,9 @@ class Tolerance(_Strict):
     @model_validator(mode="after")
     def _something_allowed(self) -> Tolerance:
         if self.pct is None and self.abs is None:
-            raise ValueError("a tolerance needs pct or abs; e.g. tolerance: {pct: 0.5}")
+            raise _refusal(
+                _("a tolerance needs pct or abs"), _("e.g. {example}", example="tolerance: {pct: 0.5}")
+            )
         return self
 
     def allows(self, *, difference: float, theirs: float) -> bool:
@@ -286,9 +302,11 @@ class Approval(_Strict):
         slugs = [stage.slug for stage in self.stages]
         dupes = sorted({s for s in slugs if slugs.count(s) > 1})
         if dupes:
-            raise ValueError(f"stage names collide after slugging ({', '.join(dupes)}); rename a stage")
+            raise _refusal(
+                _("stage names collide after slugging ({slugs})", slugs=", ".join(dupes)), _("rename a stage")
+            )
         if any(not s for s in slugs):
-            raise ValueError("a stage name needs at least one letter or digit")
+            raise ValueError(_("a stage name needs at least one letter or digit"))
         return self
 
     @property
@@ -401,18 +419,32 @@ class MetricSpec(_Strict):
     def _dimensions_unique_and_free(cls, value: list[str | Dimension]) -> list[str | Dimension]:
         names = [d.name if isinstance(d, Dimension) else d for d in value]
         if len(set(names)) != len(names):
-            raise ValueError("dimensions are listed twice; list each dimension once")
+            raise _refusal(_("dimensions are listed twice"), _("list each dimension once"))
         clash = sorted(ADDED_COLUMNS.intersection(names))
         if clash:
-            raise ValueError(
-                f"{clash} {'is a column' if len(clash) == 1 else 'are columns'} the mart adds beside the "
-                "dimensions; rename the dimension (e.g. region_value)"
+            raise _refusal(
+                n_(
+                    "{names} is a column the mart adds beside the dimensions",
+                    "{names} are columns the mart adds beside the dimensions",
+                    len(clash),
+                    names=clash,
+                ),
+                _("rename the dimension (e.g. {example})", example="region_value"),
             )
         reserved = sorted(SQL_RESERVED.intersection(names))
         if reserved:
-            raise ValueError(
-                f"{reserved} {'is a' if len(reserved) == 1 else 'are'} reserved SQL word(s), which BI tools "
-                "would have to quote; rename the dimension (e.g. order_type instead of order)"
+            raise _refusal(
+                n_(
+                    "{names} is a reserved SQL word(s), which BI tools would have to quote",
+                    "{names} are reserved SQL word(s), which BI tools would have to quote",
+                    len(reserved),
+                    names=reserved,
+                ),
+                _(
+                    "rename the dimension (e.g. {example} instead of {word})",
+                    example="order_type",
+                    word="order",
+                ),
             )
         return value
 
@@ -446,7 +478,10 @@ class MetricSpec(_Strict):
             try:
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"{value!r} is not an IANA time zone; e.g. Asia/Shanghai or UTC") from None
+                raise _refusal(
+                    _("{value} is not an IANA time zone", value=repr(value)),
+                    _("e.g. {zone} or {other}", zone="Asia/Shanghai", other="UTC"),
+                ) from None
         return value
 
     @property
@@ -629,21 +664,40 @@ class Teams(_Strict):
     def _people_in_known_departments(self) -> Teams:
         for login, person in self.people.items():
             if person.department not in self.departments:
-                raise ValueError(
-                    f"people.{login}.department {person.department!r} is not a department; "
-                    f"add it under departments: or use one of {sorted(self.departments)}"
+                raise _refusal(
+                    _(
+                        "people.{person}.department {department} is not a department",
+                        person=login,
+                        department=repr(person.department),
+                    ),
+                    _(
+                        "add it under departments: or use one of {departments}",
+                        departments=sorted(self.departments),
+                    ),
                 )
         for key, department in self.departments.items():
             for i, reviewer in enumerate(department.definition_reviewers):
                 if reviewer not in self.people:
-                    raise ValueError(
-                        f"departments.{key}.definition_reviewers[{i}] {reviewer!r} is not a person; "
-                        f"use one of {sorted(self.people)}"
+                    raise _refusal(
+                        _(
+                            "departments.{department}.definition_reviewers[{index}] {reviewer} is not a person",
+                            department=key,
+                            index=i,
+                            reviewer=repr(reviewer),
+                        ),
+                        _("use one of {people}", people=sorted(self.people)),
                     )
         for conn_id, connection in self.connections.items():
             if connection.department is not None and connection.department not in self.departments:
-                raise ValueError(
-                    f"connections.{conn_id}.department {connection.department!r} is not a department; "
-                    f"add it under departments: or use one of {sorted(self.departments)}"
+                raise _refusal(
+                    _(
+                        "connections.{conn_id}.department {department} is not a department",
+                        conn_id=conn_id,
+                        department=repr(connection.department),
+                    ),
+                    _(
+                        "add it under departments: or use one of {departments}",
+                        departments=sorted(self.departments),
+                    ),
                 )
         return self
