@@ -10,6 +10,7 @@ from builders import metric_spec
 from metrics_center.approvals.definition_signoff import (
     RUN_ID,
     pending_definitions,
+    rejected_refusal,
     sign_off,
     signoff_state,
 )
@@ -135,6 +136,13 @@ def test_the_owner_may_reject_their_own_proposal(mart):
                        reason="wrong join, will fix", via="page")  # fmt: skip
     assert outcome.status == "recorded"
     assert signoff_state(mart, metric_key="m", version=1).status == "rejected"
+    # Later runs of the rejected version stop at their first task: nobody is asked about its numbers in vain.
+    assert rejected_refusal(mart, metric_key="m", version=1) == (
+        "m definition v1 was rejected by alice: wrong join, will fix — nothing is computed or published under it; "
+        "fix the definition, bump its version and it is proposed again"
+    )
+    _register(mart, metric_spec(version=2, change_note="fixed join", unit="USD"), teams)
+    assert rejected_refusal(mart, metric_key="m", version=2) is None
 
 
 def test_publish_waits_for_a_pending_version_and_refuses_a_rejected_one(mart):

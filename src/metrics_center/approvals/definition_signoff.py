@@ -89,6 +89,17 @@ def signoff_state(engine: Engine, *, metric_key: str, version: int) -> SignoffSt
     )
 
 
+def rejected_refusal(engine: Engine, *, metric_key: str, version: int) -> str | None:
+    """Why nothing may be computed under a rejected version (its runs would only ask people in vain); else None."""
+    state = signoff_state(engine, metric_key=metric_key, version=version)
+    if state.status != "rejected":
+        return None
+    return (
+        f"{metric_key} {stage_name(version)} was rejected by {state.by}: {state.reason} — nothing is computed or "
+        "published under it; fix the definition, bump its version and it is proposed again"
+    )
+
+
 def pending_definitions(
     engine: Engine, *, teams: Teams | None, person: str | None
 ) -> list[PendingDefinition]:

@@ -97,7 +97,7 @@ class RegisterDefinitionOperator(_MetricTask):
             definition_hash=definition.meaning_hash,
             teams=self.teams,
         )
-        self._ask_reviewers(engine, run_id=context["run_id"])
+        self._check_signoff(engine, run_id=context["run_id"])
         dag_run = context["dag_run"]
         chosen = choose_periods(
             grain=self.spec.grain,
@@ -157,14 +157,17 @@ class RegisterDefinitionOperator(_MetricTask):
             "reason": chosen.reason,
         }
 
-    def _ask_reviewers(self, engine: Any, *, run_id: str) -> None:
-        """A version waiting for its definition's sign-off: its reviewers are asked (once; later runs find it)."""
+    def _check_signoff(self, engine: Any, *, run_id: str) -> None:
+        """A rejected version stops here; one waiting for its sign-off has its reviewers asked (once)."""
         import sqlalchemy as sa
 
-        from metrics_center.approvals.definition_signoff import signoff_state
+        from metrics_center.approvals.definition_signoff import rejected_refusal, signoff_state
+        from metrics_center.errors import MetricsCenterError
         from metrics_center.mart.tables import metric_definition as t
         from metrics_center.notify.signoff_messages import signoff_requested
 
+        if refusal := rejected_refusal(engine, metric_key=self.spec.key, version=self.spec.version):
+            raise MetricsCenterError(refusal)
         if signoff_state(engine, metric_key=self.spec.key, version=self.spec.version).status != "pending":
             return
         with engine.begin() as conn:
