@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
-from metrics_center.approvals.rules import APPROVE, REJECT, Via
+from metrics_center.approvals.rules import APPROVE, REJECT, Via, record_attempt
 from metrics_center.i18n.translate import N_, Deferred
 from metrics_center.mart.tables import approval_event, metric_definition
 
@@ -167,7 +167,17 @@ def sign_off(
     def refuse(
         message: Deferred, status: Literal["refused", "already_decided"] = "refused"
     ) -> SignoffOutcome:
-        _audit(engine, metric_key, stage, "refused_attempt", person, via, reason, detail=str(message))
+        record_attempt(
+            engine,
+            metric_key=metric_key,
+            run_id=RUN_ID,
+            stage=stage,
+            person=person,
+            via=via,
+            decision="refused_attempt",
+            detail=str(message),
+            reason=reason,
+        )
         return SignoffOutcome(status, message)
 
     reviewers = teams.definition_reviewers(row.department) if teams else []
@@ -245,30 +255,3 @@ def sign_off(
             metric=metric_key,
         ),
     )
-
-
-def _audit(
-    engine: Engine,
-    metric_key: str,
-    stage: str,
-    decision: str,
-    person: str,
-    via: Via,
-    reason: str | None,
-    *,
-    detail: str,
-) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            sa.insert(approval_event).values(
-                metric_key=metric_key,
-                run_id=RUN_ID,
-                stage=stage,
-                decision=decision,
-                decided_by=person,
-                decided_at=datetime.now(UTC),
-                via=via,
-                reason=reason,
-                detail=detail,
-            )
-        )

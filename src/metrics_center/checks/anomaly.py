@@ -22,9 +22,9 @@ from metrics_center.mart.tables import anomaly as anomaly_table
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-    from sqlalchemy import Connection
+    from sqlalchemy import Connection, Engine
 
-    from metrics_center.definitions.spec import Anomaly, Grain
+    from metrics_center.definitions.spec import Anomaly, Grain, MetricSpec
 
 Verdict = Literal["ok", "anomaly", "not_enough_history"]
 _PERIOD_DAYS = {"day": 1, "week": 7, "month": 31}
@@ -112,6 +112,33 @@ def _copy_out(conn: Connection, query: sa.Select, *, columns: list[str]) -> pd.D
 
     types = {"period_start": pa.date32(), "value": pa.float64(), **dict.fromkeys(columns[1:-1], pa.string())}
     return copy_out(conn, query, schema=pa.schema([(c, types[c]) for c in columns])).to_pandas()
+
+
+def score_against_history(
+    engine: Engine, *, spec: MetricSpec, frame: pd.DataFrame, definition_version: int
+) -> Scored | None:
+    """``frame``'s values (a run's result) scored against ``spec``'s published history; None when the metric
+    declares no anomaly check or the result is empty."""
+    if spec.anomaly is None or frame.empty:
+        return None
+    with engine.connect() as conn:
+        history = load_history(
+            conn,
+            metric_key=spec.key,
+            dimensions=list(spec.dimensions),
+            definition_version=definition_version,
+            config=spec.anomaly,
+            grain=spec.grain,
+            first_period=frame["period_start"].min(),
+            last_period=frame["period_start"].max(),
+        )
+    return score(
+        current=frame,
+        history=history,
+        dimensions=list(spec.dimensions),
+        config=spec.anomaly,
+        grain=spec.grain,
+    )
 
 
 def score(

@@ -229,29 +229,15 @@ def _quality(
 
 def _anomalies(spec: MetricSpec, table: pa.Table, engine: Engine | None) -> list[dict[str, Any]]:
     """The values the run's anomaly check would flag, scored against the published history."""
-    from metrics_center.checks.anomaly import load_history, score
+    from metrics_center.checks.anomaly import score_against_history
 
-    if spec.anomaly is None or engine is None or table.num_rows == 0:
+    if engine is None or table.num_rows == 0:
         return []
-    frame = table.to_pandas()
-    with engine.connect() as conn:
-        history = load_history(
-            conn,
-            metric_key=spec.key,
-            dimensions=list(spec.dimensions),
-            definition_version=spec.version,
-            config=spec.anomaly,
-            grain=spec.grain,
-            first_period=frame["period_start"].min(),
-            last_period=frame["period_start"].max(),
-        )
-    scored = score(
-        current=frame,
-        history=history,
-        dimensions=list(spec.dimensions),
-        config=spec.anomaly,
-        grain=spec.grain,
+    scored = score_against_history(
+        engine, spec=spec, frame=table.to_pandas(), definition_version=spec.version
     )
+    if scored is None:
+        return []
     found = []
     for row in scored.anomalies.to_dict("records"):
         found.append(

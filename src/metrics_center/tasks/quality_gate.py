@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from metrics_center.checks.anomaly import Scored, load_history, record_anomalies, score
+from metrics_center.checks.anomaly import Scored, record_anomalies, score_against_history
 from metrics_center.checks.expectations import raise_on_failures, run_expectations
 from metrics_center.definitions.dimensions import dimensions_key
 from metrics_center.errors import MetricsCenterError
@@ -93,26 +93,7 @@ def run_quality_gate(
 
 
 def _score(engine: Engine, *, spec: MetricSpec, run: RunRecord, frame: Any) -> Scored | None:
-    if spec.anomaly is None or frame.empty:
-        return None
-    with engine.connect() as conn:
-        history = load_history(
-            conn,
-            metric_key=spec.key,
-            dimensions=list(spec.dimensions),
-            definition_version=run.definition_version,
-            config=spec.anomaly,
-            grain=spec.grain,
-            first_period=frame["period_start"].min(),
-            last_period=frame["period_start"].max(),
-        )
-    return score(
-        current=frame,
-        history=history,
-        dimensions=list(spec.dimensions),
-        config=spec.anomaly,
-        grain=spec.grain,
-    )
+    return score_against_history(engine, spec=spec, frame=frame, definition_version=run.definition_version)
 
 
 def _notify(

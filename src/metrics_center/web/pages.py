@@ -107,12 +107,7 @@ def answer_form(
             reason=reason,
             expected=expected,
         )
-    response = RedirectResponse(f"{ctx.base}/", status_code=303)
-    flash = json.dumps({"status": outcome.status, "message": outcome.message})
-    response.set_cookie(
-        FLASH_COOKIE, quote(flash), max_age=120, path=ctx.base or "/", httponly=True, samesite="lax"
-    )
-    return response
+    return _back_with_flash(ctx, status=outcome.status, message=outcome.message)
 
 
 @router.post(
@@ -143,8 +138,13 @@ def sign_off_form(
     )
     with using(ctx.viewer.locale):
         message = outcome.message.shown()
+    return _back_with_flash(ctx, status=outcome.status, message=message)
+
+
+def _back_with_flash(ctx: Context, *, status: str, message: str) -> RedirectResponse:
+    """To My approvals, which shows the outcome once (post/redirect/get)."""
     response = RedirectResponse(f"{ctx.base}/", status_code=303)
-    flash = json.dumps({"status": outcome.status, "message": message})
+    flash = json.dumps({"status": status, "message": message})
     response.set_cookie(
         FLASH_COOKIE, quote(flash), max_age=120, path=ctx.base or "/", httponly=True, samesite="lax"
     )
